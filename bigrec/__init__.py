@@ -1,0 +1,1 @@
+"""bigrec: recommender models on sharded TorchRec embedding tables."""

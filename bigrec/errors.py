@@ -1,0 +1,29 @@
+"""Errors that reach the user as one clear line instead of a stack trace."""
+
+from __future__ import annotations
+
+
+class BigrecError(Exception):
+    """Base class: the CLI prints ``error: <message>`` and exits with status 2."""
+
+
+class ConfigError(BigrecError):
+    """A config file or override names an unknown key, model, feature or value."""
+
+
+class SchemaError(BigrecError):
+    """A schema is inconsistent (e.g. one table declared with two sizes)."""
+
+
+class DataError(BigrecError):
+    """A data file is missing, corrupt, or does not match the schema.
+
+    The message always names the file and, where one is involved, the column.
+    """
+
+    def __init__(self, path: str, problem: str, column: str | None = None) -> None:
+        where = f"{path}" if column is None else f"{path}, column '{column}'"
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.column = column
+        self.problem = problem
