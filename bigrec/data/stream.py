@@ -1,0 +1,273 @@
+"""Stream Parquet files as :class:`~bigrec.batch.Batch` es, sharded over ranks and workers.
+
+How rows are split (a pure function of the files' metadata, identical on every rank):
+
+* The N rows of an epoch (files in sorted order, then row groups) are cut into
+  ``world_size`` contiguous ranges of N//W or N//W+1 rows.
+* Every rank runs the same number of steps, ``ceil(ceil(N/W) / batch_size)``; each
+  rank's range is cut into that many balanced batches (sizes differ by at most
+  one, never above ``batch_size``), so uneven shards cannot hang a collective.
+* A rank's batches are split into contiguous blocks, one per DataLoader worker.
+
+So every row is read exactly once per epoch, and only row groups overlapping a
+worker's range are read (row group by row group, never a whole file).
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from bigrec.batch import Batch
+from bigrec.data.convert import check_arrow_schema, check_values, columns_of, table_to_batch
+from bigrec.errors import DataError
+from bigrec.features import Schema
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One Parquet row group and its rows' position in the epoch."""
+
+    path: str
+    index: int
+    first_row: int  # global index of its first row
+    num_rows: int
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows ``[offset, offset+length)`` of one row group."""
+
+    group: RowGroup
+    offset: int
+    length: int
+
+
+def list_parquet_files(spec: str) -> list[str]:
+    """Expand a file, a directory (its ``*.parquet``) or a glob into sorted paths."""
+    if os.path.isdir(spec):
+        files = sorted(glob.glob(os.path.join(spec, "*.parquet")))
+    elif any(ch in spec for ch in "*?["):
+        files = sorted(glob.glob(spec))
+    else:
+        files = [spec]
+    if not files:
+        raise DataError(spec, "no Parquet files found")
+    for path in files:
+        if not os.path.isfile(path):
+            raise DataError(path, "file not found")
+    return files
+
+
+def open_parquet(path: str) -> pq.ParquetFile:
+    """Open a Parquet file, turning Arrow's errors into a DataError naming it."""
+    if os.path.getsize(path) == 0:
+        raise DataError(path, "file is empty (0 bytes)")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(path, f"not a readable Parquet file ({exc})") from None
+
+
+def scan_row_groups(files: list[str], schema: Schema) -> list[RowGroup]:
+    """Read the footers of ``files``, check their columns against ``schema``."""
+    groups: list[RowGroup] = []
+    first_row = 0
+    for path in files:
+        parquet = open_parquet(path)
+        check_arrow_schema(schema, parquet.schema_arrow, path)
+        if parquet.metadata.num_rows == 0:
+            raise DataError(path, "file has no rows")
+        for index in range(parquet.num_row_groups):
+            rows = parquet.metadata.row_group(index).num_rows
+            if rows:
+                groups.append(RowGroup(path, index, first_row, rows))
+                first_row += rows
+    return groups
+
+
+def steps_per_epoch(total_rows: int, world_size: int, batch_size: int) -> int:
+    """Steps every rank runs per epoch."""
+    return math.ceil(math.ceil(total_rows / world_size) / batch_size)
+
+
+def rank_range(total_rows: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Contiguous global rows ``[start, end)`` of ``rank``."""
+    base, extra = divmod(total_rows, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def batch_bounds(start: int, end: int, num_batches: int) -> np.ndarray:
+    """``num_batches + 1`` boundaries cutting ``[start, end)`` into balanced batches."""
+    return start + (np.arange(num_batches + 1, dtype=np.int64) * (end - start)) // num_batches
+
+
+def pieces_for(groups: list[RowGroup], start: int, end: int) -> list[Piece]:
+    """The row-group slices covering global rows ``[start, end)``."""
+    pieces = []
+    for group in groups:
+        lo = max(start, group.first_row)
+        hi = min(end, group.first_row + group.num_rows)
+        if lo < hi:
+            pieces.append(Piece(group, lo - group.first_row, hi - lo))
+    return pieces
+
+
+class ParquetBatches(IterableDataset):
+    """An iterable of :class:`Batch` for one rank; use with :func:`make_loader`.
+
+    Args:
+        files: Parquet files (read in this order).
+        schema: the features and labels to read.
+        batch_size: maximum rows per rank per step.
+        rank, world_size: this process's shard.
+        shuffle_buffer: 0 reads rows in file order; otherwise the order of a
+            worker's row groups is shuffled per epoch and rows are shuffled within
+            windows of at least this many rows.
+        seed: shuffling seed (combined with the epoch, rank and worker).
+    """
+
+    def __init__(self, files: list[str], schema: Schema, batch_size: int, rank: int = 0,
+                 world_size: int = 1, shuffle_buffer: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise DataError(files[0] if files else "<none>", f"batch_size must be > 0, got {batch_size}")
+        self.files = list(files)
+        self.schema = schema
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.epoch = 0
+        self.groups = scan_row_groups(self.files, schema)
+        self.total_rows = sum(g.num_rows for g in self.groups)
+        if self.total_rows < world_size:
+            raise DataError(self.files[0], f"{self.total_rows} rows cannot feed {world_size} ranks")
+        self.num_steps = steps_per_epoch(self.total_rows, world_size, batch_size)
+        self.columns = columns_of(schema)
+
+    def __len__(self) -> int:
+        return self.num_steps
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    # ---------------------------------------------------------------- planning
+    def worker_batches(self, worker: int, num_workers: int) -> np.ndarray:
+        """Global row boundaries of the batches of ``worker`` on this rank."""
+        start, end = rank_range(self.total_rows, self.rank, self.world_size)
+        bounds = batch_bounds(start, end, self.num_steps)
+        first, last = rank_range(self.num_steps, worker, num_workers)
+        return bounds[first:last + 1]
+
+    def rank_pieces(self) -> list[Piece]:
+        """All row-group slices this rank reads in an epoch."""
+        return pieces_for(self.groups, *rank_range(self.total_rows, self.rank, self.world_size))
+
+    # ----------------------------------------------------------------- reading
+    def read_piece(self, piece: Piece, files: dict[str, pq.ParquetFile]) -> pa.Table:
+        """Read one slice, checking its values (errors name the file and column)."""
+        parquet = files.get(piece.group.path)
+        if parquet is None:
+            parquet = files[piece.group.path] = open_parquet(piece.group.path)
+        try:
+            table = parquet.read_row_group(piece.group.index, columns=self.columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(piece.group.path, f"row group {piece.group.index} is corrupt ({exc})") from None
+        table = table.slice(piece.offset, piece.length)
+        check_values(table, self.schema, piece.group.path)
+        return table
+
+    def _tables(self, pieces: list[Piece], rng: Optional[np.random.Generator]) -> Iterator[pa.Table]:
+        files: dict[str, pq.ParquetFile] = {}
+        if rng is None:
+            for piece in pieces:
+                yield self.read_piece(piece, files)
+            return
+        order = rng.permutation(len(pieces))
+        window: list[pa.Table] = []
+        window_rows = 0
+        for i in order:
+            window.append(self.read_piece(pieces[i], files))
+            window_rows += window[-1].num_rows
+            if window_rows >= self.shuffle_buffer:
+                yield _shuffled(pa.concat_tables(window), rng)
+                window, window_rows = [], 0
+        if window:
+            yield _shuffled(pa.concat_tables(window), rng)
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        bounds = self.worker_batches(worker, num_workers)
+        if len(bounds) < 2:
+            return
+        pieces = pieces_for(self.groups, int(bounds[0]), int(bounds[-1]))
+        rng = None
+        if self.shuffle_buffer > 0:
+            rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        sizes = np.diff(bounds)
+        yield from (table_to_batch(t, self.schema, checked=True) for t in _rebatch(self._tables(pieces, rng), sizes))
+
+
+def _shuffled(table: pa.Table, rng: np.random.Generator) -> pa.Table:
+    return table.take(pa.array(rng.permutation(table.num_rows)))
+
+
+def _rebatch(tables: Iterator[pa.Table], sizes: np.ndarray) -> Iterator[pa.Table]:
+    """Cut a stream of tables into tables of exactly ``sizes[k]`` rows."""
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    k = 0
+    for table in tables:
+        pending.append(table)
+        pending_rows += table.num_rows
+        while k < len(sizes) and pending_rows >= sizes[k]:
+            merged = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+            size = int(sizes[k])
+            yield merged.slice(0, size)
+            rest = merged.slice(size)
+            pending, pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+            k += 1
+    if k != len(sizes) or pending_rows:
+        raise RuntimeError(f"row accounting mismatch: {k}/{len(sizes)} batches, {pending_rows} rows left")
+
+
+def make_loader(dataset: ParquetBatches, num_workers: int = 0) -> DataLoader:
+    """A DataLoader yielding ``Batch`` es of ``dataset`` (batching is done by the dataset)."""
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
+        multiprocessing_context="fork" if num_workers else None,
+    )
+
+
+def validate_rank_data(dataset: ParquetBatches) -> None:
+    """Read and check every row this rank will see (before training starts)."""
+    files: dict[str, pq.ParquetFile] = {}
+    for piece in dataset.rank_pieces():
+        dataset.read_piece(piece, files)
+
+
+
+def open_split(spec: str, schema: Schema, batch_size: int, rank: int, world_size: int,
+               shuffle_buffer: int = 0, seed: int = 0) -> ParquetBatches:
+    """``ParquetBatches`` for a file/dir/glob ``spec``."""
+    return ParquetBatches(list_parquet_files(spec), schema, batch_size, rank, world_size, shuffle_buffer, seed)
+
+
+__all__ = ["ParquetBatches", "make_loader", "open_split", "validate_rank_data", "steps_per_epoch",
+           "rank_range", "list_parquet_files"]

@@ -1,0 +1,60 @@
+"""Model registry: configs pick a model by name."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from typing import Callable, Optional, TypeVar
+
+import torch
+
+from bigrec.errors import ConfigError
+from bigrec.features import Schema
+from bigrec.models.base import RecModel
+
+_MODELS: dict[str, type[RecModel]] = {}
+M = TypeVar("M", bound=type[RecModel])
+
+
+def register_model(name: str) -> Callable[[M], M]:
+    """Class decorator: ``@register_model("deepfm")``."""
+
+    def wrap(cls: M) -> M:
+        if name in _MODELS and _MODELS[name] is not cls:
+            raise ValueError(f"model name '{name}' registered twice")
+        _MODELS[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return wrap
+
+
+def _import_zoo() -> None:
+    """Import every module under ``bigrec.models`` so their decorators run."""
+    import bigrec.models as package
+
+    for info in pkgutil.walk_packages(package.__path__, prefix="bigrec.models."):
+        importlib.import_module(info.name)
+
+
+def available_models() -> list[str]:
+    _import_zoo()
+    return sorted(_MODELS)
+
+
+def model_class(name: str) -> type[RecModel]:
+    _import_zoo()
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model '{name}'; available models: {sorted(_MODELS)}")
+    return _MODELS[name]
+
+
+def build_model(name: str, schema: Schema, params: dict, device: Optional[torch.device] = None) -> RecModel:
+    """Instantiate model ``name`` with ``params``; unknown parameters are a ConfigError."""
+    cls = model_class(name)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "schema", "device")]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(f"model '{name}' does not take parameter(s) {unknown}; it accepts {accepted}")
+    return cls(schema, **params, device=device)

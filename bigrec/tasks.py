@@ -1,0 +1,77 @@
+"""Losses and metric definitions, chosen by the task a model declares.
+
+The trainer wraps a model in :class:`TrainingModule`; its forward returns
+``(loss, (loss, predictions, labels))``, the contract of TorchRec's train
+pipelines. Nothing in the trainer depends on which model it trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bigrec.batch import Batch
+from bigrec.errors import ConfigError
+from bigrec.features import Schema
+from bigrec.models.base import RecModel
+
+
+@dataclass(frozen=True)
+class BinaryTasks:
+    """One or more binary labels, each with a loss weight.
+
+    ``logits`` are ``[B]`` (one task) or ``[B, T]``; ``labels`` the matching
+    columns of ``Batch.labels``.
+    """
+
+    label_names: tuple[str, ...]
+    label_columns: tuple[int, ...]
+    weights: tuple[float, ...]
+
+    @classmethod
+    def for_model(cls, model: RecModel, schema: Schema, labels: Optional[Sequence[str]] = None,
+                  weights: Optional[Sequence[float]] = None) -> "BinaryTasks":
+        if model.task not in ("ranking", "multitask"):
+            raise ConfigError(f"task '{model.task}' is not a binary-classification task")
+        if labels is None:
+            labels = schema.labels[:1] if model.task == "ranking" else schema.labels
+        missing = [name for name in labels if name not in schema.labels]
+        if missing or not labels:
+            raise ConfigError(f"label column(s) {missing or labels} not among the schema's labels {schema.labels}")
+        weights = tuple(float(w) for w in (weights or [1.0] * len(labels)))
+        if len(weights) != len(labels):
+            raise ConfigError(f"{len(weights)} loss weights for {len(labels)} labels")
+        return cls(tuple(labels), tuple(schema.labels.index(n) for n in labels), weights)
+
+    def targets(self, batch: Batch) -> torch.Tensor:
+        """``[B, T]`` labels of this task."""
+        return batch.labels[:, list(self.label_columns)]
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Weighted sum over tasks of the mean BCE: ``[B, T] x [B, T] -> []``."""
+        per_task = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(dim=0)
+        return (per_task * torch.tensor(self.weights, device=logits.device)).sum()
+
+
+class TrainingModule(nn.Module):
+    """``model`` plus its loss, in the form TorchRec's pipelines drive.
+
+    ``forward(batch) -> (loss [], (loss [] detached, probabilities [B, T], labels [B, T]))``.
+    """
+
+    def __init__(self, model: RecModel, task: BinaryTasks) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+
+    def forward(self, batch: Batch):
+        logits = self.model(batch)
+        if self.model.task == "ranking":  # [B] -> [B, 1]; a static branch keeps this FX-traceable
+            logits = logits.unsqueeze(1)
+        targets = self.task.targets(batch)
+        loss = self.task.loss(logits, targets)
+        return loss, (loss.detach(), torch.sigmoid(logits.detach()), targets)

@@ -1,0 +1,212 @@
+"""Sharding: sharders, planner topology and constraints, plan printing and plan files.
+
+On CPU TorchRec's default embedding-bag sharder offers only table-wise,
+column-wise, table-column-wise and data-parallel; row-wise sharding is exact on
+CPU too, so bigrec's sharders offer the full CUDA list everywhere. For
+``EmbeddingCollection`` on CPU, data-parallel and the dense kernel are broken in
+fbgemm's CPU kernels, so they are never offered there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torchrec.distributed.embedding import EmbeddingCollectionSharder
+from torchrec.distributed.embedding_types import EmbeddingComputeKernel
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.distributed.types import (
+    EmbeddingModuleShardingPlan,
+    EnumerableShardingSpec,
+    ModuleSharder,
+    ParameterSharding,
+    ShardingPlan,
+    ShardingType,
+    ShardMetadata,
+)
+from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
+
+from bigrec.config import ShardingConfig
+from bigrec.errors import ConfigError
+
+ALL_SHARDING_TYPES = [t.value for t in ShardingType]
+FUSED = EmbeddingComputeKernel.FUSED.value
+
+
+class BagSharder(EmbeddingBagCollectionSharder):
+    """EBC sharder offering row-wise, table-row-wise and grid sharding on CPU too."""
+
+    def sharding_types(self, compute_device_type: str) -> list[str]:
+        return super().sharding_types("cuda" if compute_device_type == "cpu" else compute_device_type)
+
+
+class SequenceSharder(EmbeddingCollectionSharder):
+    """EC sharder that never offers the CPU-broken data-parallel / dense-kernel paths."""
+
+    def sharding_types(self, compute_device_type: str) -> list[str]:
+        types = super().sharding_types(compute_device_type)
+        if compute_device_type == "cpu":
+            types = [t for t in types if t != ShardingType.DATA_PARALLEL.value]
+        return types
+
+    def compute_kernels(self, sharding_type: str, compute_device_type: str) -> list[str]:
+        kernels = super().compute_kernels(sharding_type, compute_device_type)
+        if compute_device_type == "cpu":
+            kernels = [k for k in kernels if k != EmbeddingComputeKernel.DENSE.value]
+        return kernels
+
+
+def make_sharders() -> list[ModuleSharder[nn.Module]]:
+    return [BagSharder(), SequenceSharder()]
+
+
+def embedding_tables(module: nn.Module) -> dict[str, tuple[str, int, int, bool]]:
+    """``table -> (module path, rows, dim, is_sequence)`` for every TorchRec table in ``module``."""
+    tables = {}
+    for path, child in module.named_modules():
+        if isinstance(child, EmbeddingBagCollection):
+            configs, is_sequence = child.embedding_bag_configs(), False
+        elif isinstance(child, EmbeddingCollection):
+            configs, is_sequence = child.embedding_configs(), True
+        else:
+            continue
+        for config in configs:
+            tables[config.name] = (path, config.num_embeddings, config.embedding_dim, is_sequence)
+    return tables
+
+
+def make_constraints(module: nn.Module, config: ShardingConfig) -> dict[str, ParameterConstraints]:
+    """Per-table planner constraints from ``sharding.sharding_types`` and ``sharding.tables``."""
+    tables = embedding_tables(module)
+    unknown = sorted(set(config.tables) - set(tables))
+    if unknown:
+        raise ConfigError(f"sharding.tables names unknown table(s) {unknown}; the model's tables: {sorted(tables)}")
+    constraints = {}
+    for name in tables:
+        per_table = dict(config.tables.get(name, {}))
+        types = per_table.pop("sharding_types", config.sharding_types)
+        kernels = per_table.pop("compute_kernels", None)
+        if types is not None:
+            bad = sorted(set(types) - set(ALL_SHARDING_TYPES))
+            if bad:
+                raise ConfigError(f"table '{name}': unknown sharding type(s) {bad}; use {ALL_SHARDING_TYPES}")
+        try:
+            constraints[name] = ParameterConstraints(sharding_types=types, compute_kernels=kernels, **per_table)
+        except TypeError as exc:
+            raise ConfigError(f"sharding.tables.{name}: {exc}") from None
+    return constraints
+
+
+def make_topology(world_size: int, compute_device: str, local_world_size: Optional[int] = None,
+                  **capacities: Any) -> Topology:
+    return Topology(world_size=world_size, compute_device=compute_device,
+                    local_world_size=local_world_size or world_size, **capacities)
+
+
+def plan_sharding(module: nn.Module, world_size: int, compute_device: str, batch_size: int,
+                  config: ShardingConfig, local_world_size: Optional[int] = None,
+                  process_group: Optional[torch.distributed.ProcessGroup] = None) -> ShardingPlan:
+    """Run TorchRec's planner; with a process group, rank 0 plans and broadcasts."""
+    planner = EmbeddingShardingPlanner(
+        topology=make_topology(world_size, compute_device, local_world_size),
+        batch_size=batch_size,
+        constraints=make_constraints(module, config),
+        debug=False,
+    )
+    if process_group is not None:
+        return planner.collective_plan(module, make_sharders(), process_group)
+    return planner.plan(module, make_sharders())
+
+
+# ------------------------------------------------------------------ plan files
+def plan_to_dict(plan: ShardingPlan) -> dict:
+    """JSON-able form: ``{module path: {table: {sharding_type, compute_kernel, ranks, shards}}}``."""
+    out: dict = {}
+    for path, module_plan in plan.plan.items():
+        out[path] = {}
+        for table, sharding in module_plan.items():
+            shards = []
+            if sharding.sharding_spec is not None:
+                shards = [{"offsets": list(s.shard_offsets), "sizes": list(s.shard_sizes), "placement": str(s.placement)}
+                          for s in sharding.sharding_spec.shards]
+            out[path][table] = {"sharding_type": sharding.sharding_type, "compute_kernel": sharding.compute_kernel,
+                                "ranks": list(sharding.ranks or []), "shards": shards}
+    return out
+
+
+def plan_from_dict(data: dict, device_type: str) -> ShardingPlan:
+    """Inverse of :func:`plan_to_dict`; shard placements are moved to ``device_type``."""
+    plan = {}
+    for path, tables in data.items():
+        module_plan = EmbeddingModuleShardingPlan()
+        for table, entry in tables.items():
+            spec = None
+            if entry["shards"]:
+                spec = EnumerableShardingSpec([
+                    ShardMetadata(shard_offsets=s["offsets"], shard_sizes=s["sizes"],
+                                  placement=_placement(s["placement"], device_type))
+                    for s in entry["shards"]])
+            module_plan[table] = ParameterSharding(sharding_type=entry["sharding_type"],
+                                                   compute_kernel=entry["compute_kernel"],
+                                                   ranks=entry["ranks"], sharding_spec=spec)
+        plan[path] = module_plan
+    return ShardingPlan(plan)
+
+
+def _placement(placement: str, device_type: str) -> str:
+    rank = placement.split("/")[0]  # "rank:3"
+    index = int(rank.split(":")[1])
+    return f"{rank}/{device_type}:{index}" if device_type == "cuda" else f"{rank}/{device_type}"
+
+
+def save_plan(plan: ShardingPlan, path: str | Path, world_size: int, extra: Optional[dict] = None) -> None:
+    payload = {"world_size": world_size, "plan": plan_to_dict(plan), **(extra or {})}
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def load_plan(path: str | Path, module: nn.Module, world_size: int, device_type: str) -> ShardingPlan:
+    """Load a plan file and check it fits this model and world size (a ConfigError otherwise)."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: plan file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not a valid plan file ({exc})") from None
+    planned_world = payload.get("world_size")
+    if planned_world != world_size:
+        raise ConfigError(f"{path}: plan was made for {planned_world} rank(s) but this job has {world_size}; "
+                          f"re-run `bigrec plan` with --world-size {world_size}")
+    tables = embedding_tables(module)
+    planned = {table: (mpath, entry) for mpath, entries in payload["plan"].items() for table, entry in entries.items()}
+    if set(planned) != set(tables):
+        raise ConfigError(f"{path}: plan covers tables {sorted(planned)} but the model has {sorted(tables)}")
+    for table, (mpath, entry) in planned.items():
+        module_path, rows, dim, _ = tables[table]
+        if mpath != module_path:
+            raise ConfigError(f"{path}: table '{table}' is planned under '{mpath}' but lives at '{module_path}'")
+        if any(r >= world_size for r in entry["ranks"]):
+            raise ConfigError(f"{path}: table '{table}' is placed on rank(s) {entry['ranks']} >= {world_size}")
+        covered = sum(s["sizes"][0] * s["sizes"][1] for s in entry["shards"])
+        if entry["shards"] and covered != rows * dim:
+            raise ConfigError(f"{path}: table '{table}' shards cover {covered} values but the table is "
+                              f"{rows} x {dim}; the model or schema changed since planning")
+    return plan_from_dict(payload["plan"], device_type)
+
+
+def describe_plan(plan: ShardingPlan) -> str:
+    """A readable table: one line per table with type, kernel, ranks and shard sizes."""
+    rows = [("module", "table", "sharding", "kernel", "ranks", "shards (rows x cols)")]
+    for path, module_plan in plan.plan.items():
+        for table, sharding in module_plan.items():
+            shards = sharding.sharding_spec.shards if sharding.sharding_spec else []
+            sizes = ", ".join(f"{s.shard_sizes[0]}x{s.shard_sizes[1]}" for s in shards) or "replicated"
+            ranks = ",".join(str(r) for r in (sharding.ranks or [])) or "all"
+            rows.append((path, table, sharding.sharding_type, sharding.compute_kernel, ranks, sizes))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

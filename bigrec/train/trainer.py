@@ -1,0 +1,255 @@
+"""``bigrec train``: the training recipe, readable top to bottom.
+
+1. checks before any process group: config, schema, model parameters, data files
+   (columns and types; with ``data.validate`` every value of this rank's rows);
+2. process group (gloo on CPU, NCCL on CUDA), model on the meta device, fused
+   sparse optimizer attached, sharding plan (planner or plan file) printed;
+3. ``DistributedModelParallel`` + ``TrainPipelineSparseDist``;
+4. per epoch: train, validate (AUC/logloss over all ranks), early stopping,
+   TensorBoard scalars, a DCP checkpoint of the best model;
+5. test metrics of the best model, written to ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+import torch.distributed as dist
+from torch.utils.tensorboard import SummaryWriter
+from torchrec.distributed import DistributedModelParallel
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+from tqdm import tqdm
+
+from bigrec.config import Config
+from bigrec.data.stream import ParquetBatches, make_loader, open_split, validate_rank_data
+from bigrec.errors import ConfigError
+from bigrec.features import Schema
+from bigrec.models import build_model
+from bigrec.tasks import BinaryTasks, TrainingModule
+from bigrec.train import sharding
+from bigrec.train.checkpoint import load_model_state, save_checkpoint
+from bigrec.train.distributed import DistEnv, init_process_group
+from bigrec.train.metrics import BinaryMetrics
+from bigrec.train.optim import LrSchedule, attach_sparse_optimizer, lr_factor, make_optimizer
+
+
+@dataclass
+class Prepared:
+    """Everything checked and opened before the process group exists."""
+
+    env: DistEnv
+    schema: Schema
+    task: BinaryTasks
+    splits: dict[str, ParquetBatches]
+
+
+def prepare(config: Config) -> Prepared:
+    """Validate config, schema, model and data; no collective is involved."""
+    env = DistEnv.from_environ(config.sharding.compute_device)
+    if not config.data.path and not os.path.exists(config.data.train):
+        raise ConfigError("data.path is not set")
+    schema = Schema.load(config.data.resolve("schema"))
+    probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
+    task = BinaryTasks.for_model(probe, schema)
+    data = config.data
+    splits = {}
+    for split in ("train", "valid", "test"):
+        spec = data.resolve(split)
+        if spec is None:
+            continue
+        batch_size = data.batch_size if split == "train" else data.eval_batch_size
+        splits[split] = open_split(spec, schema, batch_size, env.rank, env.world_size,
+                                   shuffle_buffer=data.shuffle_buffer if split == "train" else 0,
+                                   seed=config.trainer.seed)
+    if data.validate:
+        for dataset in splits.values():
+            validate_rank_data(dataset)
+    return Prepared(env, schema, task, splits)
+
+
+class Trainer:
+    """Builds the sharded model and runs epochs; see the module docstring."""
+
+    def __init__(self, config: Config, prepared: Prepared) -> None:
+        self.config = config
+        self.env = env = prepared.env
+        self.schema = prepared.schema
+        self.task = prepared.task
+        self.splits = prepared.splits
+        self.output_dir = Path(config.trainer.output_dir)
+        self.pg = init_process_group(env)
+        torch.manual_seed(config.trainer.seed)
+
+        model = build_model(config.model.name, self.schema, config.model.params, device=torch.device("meta"))
+        module = TrainingModule(model, self.task)
+        attach_sparse_optimizer(module, config.trainer.sparse_optimizer, env.compute_device)
+        self.plan = self._plan(module)
+        self.model = DistributedModelParallel(module, device=env.device, plan=self.plan,
+                                              sharders=sharding.make_sharders())
+        self.optimizer = make_optimizer(self.model, config.trainer.dense_optimizer)
+        steps = len(self.splits["train"]) * config.trainer.epochs
+        self.schedule = LrSchedule(self.optimizer, lr_factor(config.trainer, steps))
+        self.pipeline = self._make_pipeline()
+        self.writer = SummaryWriter(str(self.output_dir / "tensorboard")) if env.is_main else None
+        self.global_step = 0
+
+    # --------------------------------------------------------------- set-up
+    def _plan(self, module: torch.nn.Module):
+        config, env = self.config, self.env
+        if config.sharding.plan:
+            plan = sharding.load_plan(config.sharding.plan, module, env.world_size, env.compute_device)
+        else:
+            plan = sharding.plan_sharding(module, env.world_size, env.compute_device, config.data.batch_size,
+                                          config.sharding, env.local_world_size, self.pg)
+        if env.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            sharding.save_plan(plan, self.output_dir / "plan.json", env.world_size)
+            if config.sharding.print_plan:
+                print(f"sharding plan ({env.world_size} rank(s), {env.compute_device}):\n"
+                      f"{sharding.describe_plan(plan)}", flush=True)
+        return plan
+
+    def _make_pipeline(self):
+        if not self.config.trainer.pipeline:
+            return None
+        return TrainPipelineSparseDist(self.model, self.optimizer, self.env.device, execute_all_batches=True)
+
+    # ------------------------------------------------------------- stepping
+    def _steps(self, loader, num_steps: int) -> Iterator:
+        """Yield each step's ``(loss, probabilities, labels)``; trains when the model is in train mode."""
+        iterator = itertools.islice(iter(loader), num_steps)
+        if self.pipeline is not None:
+            while True:
+                try:
+                    yield self.pipeline.progress(iterator)
+                except StopIteration:
+                    return
+        for batch in iterator:
+            batch = batch.to(self.env.device)
+            if self.model.training:
+                self.optimizer.zero_grad()
+                loss, output = self.model(batch)
+                loss.backward()
+                self.optimizer.step()
+            else:
+                _, output = self.model(batch)
+            yield output
+
+    def train_epoch(self, epoch: int) -> float:
+        dataset = self.splits["train"]
+        dataset.set_epoch(epoch)
+        num_steps = len(dataset)
+        if self.config.trainer.max_steps_per_epoch:
+            num_steps = min(num_steps, self.config.trainer.max_steps_per_epoch)
+        self.model.train()
+        bar = tqdm(total=num_steps, desc=f"epoch {epoch + 1}", disable=not (self.env.is_main and
+                                                                           self.config.trainer.progress_bar))
+        started, rows, loss_sum, loss_count = time.perf_counter(), 0, 0.0, 0
+        window_start, window_rows = started, 0
+        loader = make_loader(dataset, self.config.data.num_workers)
+        for loss, _, labels in self._steps(loader, num_steps):
+            self.schedule.step()
+            self.global_step += 1
+            rows += labels.shape[0]
+            window_rows += labels.shape[0]
+            loss_sum += float(loss)
+            loss_count += 1
+            bar.update(1)
+            if self.global_step % self.config.trainer.log_every == 0:
+                now = time.perf_counter()
+                samples_per_s = window_rows * self.env.world_size / max(now - window_start, 1e-9)
+                self._log("train", {"loss": float(loss), "samples_per_s": samples_per_s,
+                                    **{f"lr_{k}": v for k, v in self.schedule.lrs().items()}})
+                bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{samples_per_s:,.0f}")
+                window_start, window_rows = now, 0
+        bar.close()
+        elapsed = time.perf_counter() - started
+        return rows * self.env.world_size / max(elapsed, 1e-9)
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float]:
+        dataset = self.splits[split]
+        self.model.eval()
+        metrics = BinaryMetrics(self.task.label_names, self.env.device)
+        loader = make_loader(dataset, self.config.data.num_workers)
+        for _, probabilities, labels in self._steps(loader, len(dataset)):
+            metrics.update(probabilities, labels)
+        return metrics.compute()
+
+    # ------------------------------------------------------------- the run
+    def fit(self) -> dict:
+        trainer = self.config.trainer
+        stop = trainer.early_stopping
+        if stop.mode not in ("max", "min"):
+            raise ConfigError(f"trainer.early_stopping.mode must be max or min, got '{stop.mode}'")
+        best_value, best_epoch, history = None, -1, []
+        for epoch in range(trainer.epochs):
+            samples_per_s = self.train_epoch(epoch)
+            record = {"epoch": epoch + 1, "train_samples_per_s": samples_per_s}
+            if "valid" in self.splits:
+                valid = self.evaluate("valid")
+                self._log("valid", valid, step=epoch + 1)
+                record["valid"] = valid
+                if stop.metric not in valid:
+                    raise ConfigError(f"trainer.early_stopping.metric '{stop.metric}' is not one of {sorted(valid)}")
+                value = valid[stop.metric]
+                improved = best_value is None or (value > best_value if stop.mode == "max" else value < best_value)
+                self._print(f"epoch {epoch + 1}: " + ", ".join(f"valid {k} {v:.4f}" for k, v in valid.items())
+                            + f", {samples_per_s:,.0f} samples/s" + ("  (best)" if improved else ""))
+                if improved:
+                    best_value, best_epoch = value, epoch
+                    self.save("best", epoch)
+                elif epoch - best_epoch >= stop.patience:
+                    self._print(f"early stopping: valid {stop.metric} did not improve for {stop.patience} epoch(s)")
+                    history.append(record)
+                    break
+            history.append(record)
+        final = self.save("final", len(history) - 1)
+        result = {"history": history, "checkpoint": str(final), "best_epoch": best_epoch + 1}
+        if "test" in self.splits:
+            if best_epoch >= 0 and best_epoch != len(history) - 1:
+                load_model_state(self.output_dir / "checkpoints" / "best", self.model)
+            result["test"] = self.evaluate("test")
+            self._log("test", result["test"], step=len(history))
+            self._print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
+        if self.env.is_main:
+            (self.output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+            self.writer.close()
+            self._print(f"TensorBoard logs: {self.output_dir / 'tensorboard'}\ncheckpoint: {final}\n"
+                        f"metrics: {self.output_dir / 'metrics.json'}")
+        return result
+
+    def save(self, name: str, epoch: int) -> Path:
+        return save_checkpoint(self.output_dir / "checkpoints" / name, self.model, self.optimizer,
+                               schema=self.schema, config=self.config, plan=sharding.plan_to_dict(self.plan),
+                               extra={"epoch": epoch + 1, "global_step": self.global_step,
+                                      "world_size": self.env.world_size})
+
+    # -------------------------------------------------------------- output
+    def _log(self, prefix: str, values: dict[str, float], step: Optional[int] = None) -> None:
+        if self.writer is None:
+            return
+        for key, value in values.items():
+            self.writer.add_scalar(f"{prefix}/{key}", value, self.global_step if step is None else step)
+
+    def _print(self, message: str) -> None:
+        if self.env.is_main:
+            tqdm.write(message)
+
+
+def train(config: Config) -> dict:
+    """Run a whole training job in this process (one rank of it)."""
+    prepared = prepare(config)
+    trainer = Trainer(config, prepared)
+    try:
+        return trainer.fit()
+    finally:
+        if dist.is_initialized():
+            dist.barrier()
