@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -421,10 +420,14 @@ def test_roc_auc_matches_pairwise_definition():
 
 # ----------------------------------------------------------------------- CLI
 def _cli(argv: list[str]) -> int:
-    """``bigrec.cli.main`` when all its command modules exist, else the data commands alone."""
-    if importlib.util.find_spec("bigrec.train.cli") is not None:
-        from bigrec.cli import main
+    """``bigrec.cli.main`` when all its command modules import, else the data commands alone."""
+    try:
+        from bigrec.cli import build_parser, main
 
+        build_parser()
+    except ImportError:
+        pass
+    else:
         return main(argv)
     from bigrec.data.cli import register
 
