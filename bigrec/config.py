@@ -48,6 +48,19 @@ class ModelConfig:
 
 
 @dataclass
+class TaskConfig:
+    """Which label columns the model's task reads and how the per-task losses are weighted.
+
+    Defaults: the first label for ranking, every label for multi-task. Task kinds
+    with options of their own (e.g. retrieval) read them from ``options``.
+    """
+
+    labels: Optional[list] = None
+    loss_weights: Optional[list] = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
 class OptimizerConfig:
     name: str = "adam"
     lr: float = 1e-3
@@ -92,6 +105,7 @@ class ShardingConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
     source: str = ""  # the YAML file it came from
@@ -149,9 +163,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def config_from_dict(raw: dict, source: str = "") -> Config:
     raw = dict(raw)
-    unknown = set(raw) - {"data", "model", "trainer", "sharding"}
+    unknown = set(raw) - {"data", "model", "task", "trainer", "sharding"}
     if unknown:
-        raise ConfigError(f"unknown section(s) {sorted(unknown)}; valid: data, model, trainer, sharding")
+        raise ConfigError(f"unknown section(s) {sorted(unknown)}; valid: data, model, task, trainer, sharding")
     model_raw = dict(raw.get("model") or {})
     name = model_raw.pop("name", "")
     if not name:
@@ -159,6 +173,7 @@ def config_from_dict(raw: dict, source: str = "") -> Config:
     return Config(
         data=_build(DataConfig, raw.get("data"), "data"),
         model=ModelConfig(name=name, params=model_raw),
+        task=_build(TaskConfig, raw.get("task"), "task"),
         trainer=_build(TrainerConfig, raw.get("trainer"), "trainer"),
         sharding=_build(ShardingConfig, raw.get("sharding"), "sharding"),
         source=source,

@@ -1,20 +1,29 @@
-"""Losses and metric definitions, chosen by the task a model declares.
+"""Tasks: losses and metrics, chosen by the task a model declares.
 
-The trainer wraps a model in :class:`TrainingModule`; its forward returns
-``(loss, (loss, predictions, labels))``, the contract of TorchRec's train
-pipelines. Nothing in the trainer depends on which model it trains.
+A task object has two methods the trainer uses, and nothing else:
+
+* ``wrap(model) -> nn.Module`` whose ``forward(batch)`` returns
+  ``(loss, output)`` with ``output[0]`` the detached loss (the contract of
+  TorchRec's train pipelines);
+* ``make_metrics(sharded_model, device)`` -> an object with ``update(output)``
+  and ``compute() -> dict[str, float]`` (synchronised over all ranks).
+
+``build_task(model, schema, task_config)`` picks the task class registered for
+``model.task``; new task kinds register with :func:`register_task`. So the
+trainer has no branch for any model or task kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from bigrec.batch import Batch
+from bigrec.config import TaskConfig
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
@@ -47,6 +56,18 @@ class BinaryTasks:
             raise ConfigError(f"{len(weights)} loss weights for {len(labels)} labels")
         return cls(tuple(labels), tuple(schema.labels.index(n) for n in labels), weights)
 
+    @classmethod
+    def from_config(cls, model: RecModel, schema: Schema, config: TaskConfig) -> "BinaryTasks":
+        return cls.for_model(model, schema, config.labels, config.loss_weights)
+
+    def wrap(self, model: RecModel) -> nn.Module:
+        return TrainingModule(model, self)
+
+    def make_metrics(self, sharded_model: nn.Module, device: torch.device):
+        from bigrec.train.metrics import BinaryMetrics
+
+        return BinaryMetrics(self.label_names, device)
+
     def targets(self, batch: Batch) -> torch.Tensor:
         """``[B, T]`` labels of this task."""
         return batch.labels[:, list(self.label_columns)]
@@ -75,3 +96,22 @@ class TrainingModule(nn.Module):
         targets = self.task.targets(batch)
         loss = self.task.loss(logits, targets)
         return loss, (loss.detach(), torch.sigmoid(logits.detach()), targets)
+
+
+_TASKS: dict[str, Callable[[RecModel, Schema, TaskConfig], object]] = {
+    "ranking": BinaryTasks.from_config,
+    "multitask": BinaryTasks.from_config,
+}
+
+
+def register_task(kind: str, builder: Callable[[RecModel, Schema, TaskConfig], object]) -> None:
+    """Register the task builder for models whose ``task`` is ``kind``."""
+    _TASKS[kind] = builder
+
+
+def build_task(model: RecModel, schema: Schema, config: TaskConfig):
+    """The task object for ``model`` (see the module docstring)."""
+    if model.task not in _TASKS:
+        raise ConfigError(f"model {type(model).__name__} declares task '{model.task}', which has no "
+                          f"registered task; known: {sorted(_TASKS)}")
+    return _TASKS[model.task](model, schema, config)

@@ -10,7 +10,7 @@ from torchmetrics.classification import BinaryAUROC
 class BinaryMetrics:
     """AUC and logloss per task, over every rank's predictions.
 
-    ``update(probabilities [B, T], labels [B, T])``; ``compute()`` returns
+    ``update((loss, probabilities [B, T], labels [B, T]))``; ``compute()`` returns
     ``{"auc", "logloss"}`` for one task, and ``{"<label>/auc", "<label>/logloss"}``
     per task plus their means under ``auc``/``logloss`` for several.
     AUC is exact (torchmetrics gathers all predictions); logloss is summed
@@ -24,7 +24,9 @@ class BinaryMetrics:
         self.logloss_sum = torch.zeros(len(label_names), dtype=torch.float64, device=device)
         self.count = torch.zeros(1, dtype=torch.float64, device=device)
 
-    def update(self, probabilities: torch.Tensor, labels: torch.Tensor) -> None:
+    def update(self, output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """``output = (loss, probabilities [B, T], labels [B, T])`` of a TrainingModule."""
+        _, probabilities, labels = output
         eps = 1e-7
         p = probabilities.double().clamp(eps, 1 - eps)
         y = labels.double()

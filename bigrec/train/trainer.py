@@ -32,11 +32,10 @@ from bigrec.data.stream import ParquetBatches, make_loader, open_split, validate
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models import build_model
-from bigrec.tasks import BinaryTasks, TrainingModule
+from bigrec.tasks import build_task
 from bigrec.train import sharding
 from bigrec.train.checkpoint import load_model_state, save_checkpoint
 from bigrec.train.distributed import DistEnv, init_process_group
-from bigrec.train.metrics import BinaryMetrics
 from bigrec.train.optim import LrSchedule, attach_sparse_optimizer, lr_factor, make_optimizer
 
 
@@ -46,7 +45,7 @@ class Prepared:
 
     env: DistEnv
     schema: Schema
-    task: BinaryTasks
+    task: object  # see bigrec.tasks
     splits: dict[str, ParquetBatches]
 
 
@@ -57,7 +56,7 @@ def prepare(config: Config) -> Prepared:
         raise ConfigError("data.path is not set")
     schema = Schema.load(config.data.resolve("schema"))
     probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
-    task = BinaryTasks.for_model(probe, schema)
+    task = build_task(probe, schema, config.task)
     data = config.data
     splits = {}
     for split in ("train", "valid", "test"):
@@ -88,7 +87,7 @@ class Trainer:
         torch.manual_seed(config.trainer.seed)
 
         model = build_model(config.model.name, self.schema, config.model.params, device=torch.device("meta"))
-        module = TrainingModule(model, self.task)
+        module = self.task.wrap(model)
         attach_sparse_optimizer(module, config.trainer.sparse_optimizer, env.compute_device)
         self.plan = self._plan(module)
         self.model = DistributedModelParallel(module, device=env.device, plan=self.plan,
@@ -151,36 +150,35 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=num_steps, desc=f"epoch {epoch + 1}", disable=not (self.env.is_main and
                                                                            self.config.trainer.progress_bar))
-        started, rows, loss_sum, loss_count = time.perf_counter(), 0, 0.0, 0
-        window_start, window_rows = started, 0
+        rows_per_step = dataset.total_rows / len(dataset)  # global rows per step
+        started = window_start = time.perf_counter()
+        window_steps = epoch_steps = 0
         loader = make_loader(dataset, self.config.data.num_workers)
-        for loss, _, labels in self._steps(loader, num_steps):
+        for output in self._steps(loader, num_steps):
+            loss = output[0]
             self.schedule.step()
             self.global_step += 1
-            rows += labels.shape[0]
-            window_rows += labels.shape[0]
-            loss_sum += float(loss)
-            loss_count += 1
+            window_steps += 1
+            epoch_steps += 1
             bar.update(1)
             if self.global_step % self.config.trainer.log_every == 0:
                 now = time.perf_counter()
-                samples_per_s = window_rows * self.env.world_size / max(now - window_start, 1e-9)
+                samples_per_s = window_steps * rows_per_step / max(now - window_start, 1e-9)
                 self._log("train", {"loss": float(loss), "samples_per_s": samples_per_s,
                                     **{f"lr_{k}": v for k, v in self.schedule.lrs().items()}})
                 bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{samples_per_s:,.0f}")
-                window_start, window_rows = now, 0
+                window_start, window_steps = now, 0
         bar.close()
-        elapsed = time.perf_counter() - started
-        return rows * self.env.world_size / max(elapsed, 1e-9)
+        return epoch_steps * rows_per_step / max(time.perf_counter() - started, 1e-9)
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
         dataset = self.splits[split]
         self.model.eval()
-        metrics = BinaryMetrics(self.task.label_names, self.env.device)
+        metrics = self.task.make_metrics(self.model, self.env.device)
         loader = make_loader(dataset, self.config.data.num_workers)
-        for _, probabilities, labels in self._steps(loader, len(dataset)):
-            metrics.update(probabilities, labels)
+        for output in self._steps(loader, len(dataset)):
+            metrics.update(output)
         return metrics.compute()
 
     # ------------------------------------------------------------- the run
