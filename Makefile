@@ -1,0 +1,38 @@
+# bigrec: the two commands that matter are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+BIGREC_VARIANT ?= cpu
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo test test-fast install data bench clean
+
+$(VENV)/.installed: tools/install.sh setup.cfg pyproject.toml
+	BIGREC_VARIANT=$(BIGREC_VARIANT) VENV=$(VENV) bash tools/install.sh
+	touch $@
+
+install: $(VENV)/.installed
+
+data/ml-100k/ranking/schema.json: | $(VENV)/.installed
+	bash tools/fetch_movielens.sh data/raw/ml-100k
+	$(VENV)/bin/bigrec data movielens --source data/raw/ml-100k --output data/ml-100k
+
+data: data/ml-100k/ranking/schema.json
+
+# Train DeepFM on MovieLens-100k on 2 ranks through TorchX (local scheduler).
+demo: data
+	$(VENV)/bin/torchx run -s local_cwd launch/components.py:train \
+		--config configs/ranking/deepfm_ml100k.yaml -j 1x2
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not dist and not e2e"
+
+bench: data
+	$(PY) tools/bench/data_bench.py
+	$(PY) tools/bench/train_bench.py
+
+clean:
+	rm -rf $(VENV) runs data
