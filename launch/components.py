@@ -25,8 +25,6 @@ The entry point also runs under plain torchrun:
 ``torchrun --nproc_per_node 2 -m bigrec.cli train CONFIG [overrides]``.
 """
 
-from __future__ import annotations
-
 from typing import Dict, Optional
 
 import torchx
