@@ -48,17 +48,23 @@ def embedding_parameters(module: nn.Module) -> list[nn.Parameter]:
     return [p for path in sorted(paths) for p in module.get_submodule(path).parameters()]
 
 
-def attach_sparse_optimizer(module: nn.Module, config: OptimizerConfig, compute_device: str) -> None:
-    """Attach the fused embedding optimizer with ``apply_optimizer_in_backward``.
-
-    Done before planning, so the planner counts the optimizer state's memory.
-    """
+def check_sparse_optimizer(config: OptimizerConfig, compute_device: str) -> str:
+    """The optimizer's canonical name; a ConfigError if it is unknown or has no kernel on the device."""
     name = config.name.lower()
     if name not in SPARSE_OPTIMIZERS:
         raise ConfigError(f"trainer.sparse_optimizer.name '{config.name}' is not one of {sorted(SPARSE_OPTIMIZERS)}")
     if compute_device == "cpu" and name not in CPU_SPARSE_OPTIMIZERS:
         raise ConfigError(f"sparse optimizer '{name}' has no CPU kernel in fbgemm; on CPU use one of "
                           f"{list(CPU_SPARSE_OPTIMIZERS)} (Adam for embeddings needs CUDA)")
+    return name
+
+
+def attach_sparse_optimizer(module: nn.Module, config: OptimizerConfig, compute_device: str) -> None:
+    """Attach the fused embedding optimizer with ``apply_optimizer_in_backward``.
+
+    Done before planning, so the planner counts the optimizer state's memory.
+    """
+    name = check_sparse_optimizer(config, compute_device)
     params = embedding_parameters(module)
     if params:
         apply_optimizer_in_backward(SPARSE_OPTIMIZERS[name], params, _kwargs(config, name))

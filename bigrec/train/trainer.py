@@ -36,7 +36,7 @@ from bigrec.tasks import build_task
 from bigrec.train import sharding
 from bigrec.train.checkpoint import load_model_state, save_checkpoint
 from bigrec.train.distributed import DistEnv, init_process_group
-from bigrec.train.optim import LrSchedule, attach_sparse_optimizer, lr_factor, make_optimizer
+from bigrec.train.optim import LrSchedule, attach_sparse_optimizer, check_sparse_optimizer, lr_factor, make_optimizer
 
 
 @dataclass
@@ -57,6 +57,7 @@ def prepare(config: Config) -> Prepared:
     schema = Schema.load(config.data.resolve("schema"))
     probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
     task = build_task(probe, schema, config.task)
+    check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
     data = config.data
     splits = {}
     for split in ("train", "valid", "test"):
