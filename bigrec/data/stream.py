@@ -11,6 +11,14 @@ How rows are split (a pure function of the files' metadata, identical on every r
 
 So every row is read exactly once per epoch, and only row groups overlapping a
 worker's range are read (row group by row group, never a whole file).
+
+Resuming mid-epoch: ``set_position(epoch, batches_done)`` makes the next
+iteration continue after the first ``batches_done`` batches a loader with the
+same ``num_workers`` yielded (the DataLoader takes workers round-robin, so each
+worker skips its own share). Skipped rows are not read: without shuffling the
+worker starts at its first unread row; with shuffling the shuffle generator is
+advanced over skipped windows (the permutations depend only on row counts) and
+only the window holding the first unread row is read.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import glob
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -149,6 +157,7 @@ class ParquetBatches(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.epoch = 0
+        self.batches_done = 0  # batches of this epoch already consumed (see set_position)
         self.groups = scan_row_groups(self.files, schema)
         self.total_rows = sum(g.num_rows for g in self.groups)
         if self.total_rows < world_size:
@@ -160,7 +169,19 @@ class ParquetBatches(IterableDataset):
         return self.num_steps
 
     def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first batch."""
+        self.set_position(epoch, 0)
+
+    def set_position(self, epoch: int, batches_done: int) -> None:
+        """Start ``epoch`` after the first ``batches_done`` batches (resume mid-epoch)."""
+        if not 0 <= batches_done <= self.num_steps:
+            raise DataError(self.files[0], f"position {batches_done} is outside the epoch's {self.num_steps} batches")
         self.epoch = epoch
+        self.batches_done = batches_done
+
+    def remaining(self) -> int:
+        """Batches left in the current epoch after the position."""
+        return self.num_steps - self.batches_done
 
     # ---------------------------------------------------------------- planning
     def worker_batches(self, worker: int, num_workers: int) -> np.ndarray:
@@ -169,6 +190,39 @@ class ParquetBatches(IterableDataset):
         bounds = batch_bounds(start, end, self.num_steps)
         first, last = rank_range(self.num_steps, worker, num_workers)
         return bounds[first:last + 1]
+
+    def worker_schedule(self, num_workers: int) -> tuple[list[int], int]:
+        """``(batches each worker already yielded, worker that yields next)`` at the position.
+
+        Mirrors the DataLoader's round robin, which skips exhausted workers.
+        """
+        workers = max(1, num_workers)
+        lengths = [len(self.worker_batches(w, workers)) - 1 for w in range(workers)]
+        done, turn = [0] * workers, 0
+        for _ in range(self.batches_done):
+            while done[turn] >= lengths[turn]:
+                turn = (turn + 1) % workers
+            done[turn] += 1
+            turn = (turn + 1) % workers
+        return done, turn
+
+    def row_ids(self, num_workers: int = 0) -> Iterator[np.ndarray]:
+        """Global row indices of each batch a loader with ``num_workers`` yields from the position.
+
+        Computed from metadata alone (no data is read), in the loader's order.
+        """
+        workers = max(1, num_workers)
+        done, turn = self.worker_schedule(workers)
+        streams = [self._worker_stream(w, workers, done[w], _row_index_table) for w in range(workers)]
+        live = [True] * workers
+        while any(live):
+            if live[turn]:
+                table = next(streams[turn], None)
+                if table is None:
+                    live[turn] = False
+                else:
+                    yield table.column(0).to_numpy()
+            turn = (turn + 1) % workers
 
     def rank_pieces(self) -> list[Piece]:
         """All row-group slices this rank reads in an epoch."""
@@ -188,40 +242,67 @@ class ParquetBatches(IterableDataset):
         check_values(table, self.schema, piece.group.path)
         return table
 
-    def _tables(self, pieces: list[Piece], rng: Optional[np.random.Generator]) -> Iterator[pa.Table]:
+    def _tables(self, pieces: list[Piece], rng: Optional[np.random.Generator], skip_rows: int,
+                read: Callable[[Piece, dict], pa.Table]) -> Iterator[pa.Table]:
+        """The worker's row stream (shuffled by ``rng`` if given) without its first ``skip_rows`` rows."""
         files: dict[str, pq.ParquetFile] = {}
         if rng is None:
+            start = pieces[0].group.first_row + pieces[0].offset + skip_rows if pieces else 0
             for piece in pieces:
-                yield self.read_piece(piece, files)
+                begin = piece.group.first_row + piece.offset
+                cut = max(0, start - begin)
+                if cut < piece.length:
+                    yield read(Piece(piece.group, piece.offset + cut, piece.length - cut), files)
             return
         order = rng.permutation(len(pieces))
-        window: list[pa.Table] = []
+        window: list[Piece] = []
         window_rows = 0
-        for i in order:
-            window.append(self.read_piece(pieces[i], files))
-            window_rows += window[-1].num_rows
-            if window_rows >= self.shuffle_buffer:
-                yield _shuffled(pa.concat_tables(window), rng)
-                window, window_rows = [], 0
-        if window:
-            yield _shuffled(pa.concat_tables(window), rng)
+        for position, i in enumerate(order):
+            window.append(pieces[i])
+            window_rows += pieces[i].length
+            if window_rows < self.shuffle_buffer and position < len(order) - 1:
+                continue
+            if skip_rows >= window_rows:  # consumed before the position: advance the generator only
+                rng.permutation(window_rows)
+                skip_rows -= window_rows
+            else:
+                table = _shuffled(pa.concat_tables([read(p, files) for p in window]), rng)
+                yield table.slice(skip_rows)
+                skip_rows = 0
+            window, window_rows = [], 0
 
-    def __iter__(self) -> Iterator[Batch]:
-        info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+    def _worker_stream(self, worker: int, num_workers: int, batches_done: int,
+                       read: Callable[[Piece, dict], pa.Table]) -> Iterator[pa.Table]:
+        """Tables of the batches of ``worker`` after its first ``batches_done``."""
         bounds = self.worker_batches(worker, num_workers)
         if len(bounds) < 2:
-            return
+            return iter(())
         pieces = pieces_for(self.groups, int(bounds[0]), int(bounds[-1]))
         rng = None
         if self.shuffle_buffer > 0:
             rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
         sizes = np.diff(bounds)
-        yield from (table_to_batch(t, self.schema, checked=True) for t in _rebatch(self._tables(pieces, rng), sizes))
+        skip_rows = int(sizes[:batches_done].sum())
+        return _rebatch(self._tables(pieces, rng, skip_rows, read), sizes[batches_done:])
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        loader_worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        done, turn = self.worker_schedule(num_workers)
+        # The loader starts its round robin at its worker 0: let that one play the worker due next.
+        worker = (loader_worker + turn) % num_workers
+        tables = self._worker_stream(worker, num_workers, done[worker], self.read_piece)
+        yield from (table_to_batch(t, self.schema, checked=True) for t in tables)
 
 
 def _shuffled(table: pa.Table, rng: np.random.Generator) -> pa.Table:
     return table.take(pa.array(rng.permutation(table.num_rows)))
+
+
+def _row_index_table(piece: Piece, files: dict) -> pa.Table:
+    """Stand-in for a piece's rows: their global indices (what :meth:`ParquetBatches.row_ids` tracks)."""
+    start = piece.group.first_row + piece.offset
+    return pa.table({"row": np.arange(start, start + piece.length, dtype=np.int64)})
 
 
 def _rebatch(tables: Iterator[pa.Table], sizes: np.ndarray) -> Iterator[pa.Table]:
