@@ -90,6 +90,11 @@ class TrainerConfig:
     log_every: int = 20
     progress_bar: bool = True
     pipeline: bool = True  # TrainPipelineSparseDist; False = plain loop
+    checkpoint_every_steps: int = 0  # also checkpoint every N steps (0: only at epoch end); see docs/checkpoints.md
+    keep_last: int = 2  # periodic checkpoints kept (best/ and final/ are kept apart)
+    resume: str = "none"  # none | auto (newest complete checkpoint in output_dir) | a checkpoint directory;
+    # after a torchrun restart (TORCHELASTIC_RESTART_COUNT > 0) none acts as auto
+    debug_log_steps: bool = False  # write every step's loss and row ids to output_dir/steps/ (tests)
 
 
 @dataclass
