@@ -54,6 +54,10 @@ class BinaryTasks:
         weights = tuple(float(w) for w in (weights or [1.0] * len(labels)))
         if len(weights) != len(labels):
             raise ConfigError(f"{len(weights)} loss weights for {len(labels)} labels")
+        num_tasks = getattr(model, "num_tasks", None)  # multi-task models declare T
+        if num_tasks is not None and num_tasks != len(labels):
+            raise ConfigError(f"model {type(model).__name__} has num_tasks={num_tasks} but the task reads "
+                              f"{len(labels)} label(s) {list(labels)}; set task.labels or model.num_tasks")
         return cls(tuple(labels), tuple(schema.labels.index(n) for n in labels), weights)
 
     @classmethod
