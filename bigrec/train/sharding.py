@@ -19,7 +19,10 @@ from torchrec.distributed.embedding import EmbeddingCollectionSharder
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.distributed.planner.stats import NoopEmbeddingStats
+from torchrec.distributed.planner.types import Stats
 from torchrec.distributed.types import (
+    CacheParams,
     EmbeddingModuleShardingPlan,
     EnumerableShardingSpec,
     ModuleSharder,
@@ -79,21 +82,64 @@ def embedding_tables(module: nn.Module) -> dict[str, tuple[str, int, int, bool]]
     return tables
 
 
-def make_constraints(module: nn.Module, config: ShardingConfig) -> dict[str, ParameterConstraints]:
-    """Per-table planner constraints from ``sharding.sharding_types`` and ``sharding.tables``."""
+KERNELS = [k.value for k in EmbeddingComputeKernel]
+UVM_CACHING = EmbeddingComputeKernel.FUSED_UVM_CACHING.value
+CPU_KERNELS = (FUSED, EmbeddingComputeKernel.DENSE.value)
+
+
+def table_feature_counts(module: nn.Module) -> dict[str, int]:
+    """``table -> number of features reading it`` (the length of its pooling-factor list)."""
+    counts = {}
+    for child in module.modules():
+        if isinstance(child, EmbeddingBagCollection):
+            configs = child.embedding_bag_configs()
+        elif isinstance(child, EmbeddingCollection):
+            configs = child.embedding_configs()
+        else:
+            continue
+        counts.update({c.name: len(c.feature_names) for c in configs})
+    return counts
+
+
+def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels: Optional[list[str]] = None,
+                     cache_load_factor: Optional[float] = None) -> dict[str, ParameterConstraints]:
+    """Per-table planner constraints from ``sharding.sharding_types`` and ``sharding.tables``.
+
+    Per-table keys: ``sharding_types``, ``compute_kernels`` (``fused``, ``fused_uvm``,
+    ``fused_uvm_caching``, ``dense``...), ``cache_load_factor`` (share of rows cached in
+    HBM by ``fused_uvm_caching``), ``pooling_factor`` (one number for every feature of
+    the table) or ``pooling_factors`` (one per feature), ``min_partition`` (smallest
+    column-wise shard width), and any other ``ParameterConstraints`` field.
+    ``default_kernels`` / ``cache_load_factor`` apply to tables that name none.
+    """
     tables = embedding_tables(module)
+    feature_counts = table_feature_counts(module)
     unknown = sorted(set(config.tables) - set(tables))
     if unknown:
         raise ConfigError(f"sharding.tables names unknown table(s) {unknown}; the model's tables: {sorted(tables)}")
     constraints = {}
     for name in tables:
-        per_table = dict(config.tables.get(name, {}))
+        per_table = dict(config.tables.get(name) or {})
         types = per_table.pop("sharding_types", config.sharding_types)
-        kernels = per_table.pop("compute_kernels", None)
+        kernels = per_table.pop("compute_kernels", default_kernels)
+        load_factor = per_table.pop("cache_load_factor", cache_load_factor)
+        if "pooling_factor" in per_table:
+            per_table["pooling_factors"] = [float(per_table.pop("pooling_factor"))] * feature_counts[name]
         if types is not None:
             bad = sorted(set(types) - set(ALL_SHARDING_TYPES))
             if bad:
                 raise ConfigError(f"table '{name}': unknown sharding type(s) {bad}; use {ALL_SHARDING_TYPES}")
+        if kernels is not None:
+            bad = sorted(set(kernels) - set(KERNELS))
+            if bad:
+                raise ConfigError(f"table '{name}': unknown compute kernel(s) {bad}; use {KERNELS}")
+        factors = per_table.get("pooling_factors")
+        if factors is not None and len(factors) != feature_counts[name]:
+            raise ConfigError(f"table '{name}': {len(factors)} pooling_factors for {feature_counts[name]} feature(s)")
+        if load_factor is not None:
+            if not 0.0 < float(load_factor) <= 1.0:
+                raise ConfigError(f"table '{name}': cache_load_factor must be in (0, 1], got {load_factor}")
+            per_table["cache_params"] = CacheParams(load_factor=float(load_factor))
         try:
             constraints[name] = ParameterConstraints(sharding_types=types, compute_kernels=kernels, **per_table)
         except TypeError as exc:
@@ -107,16 +153,24 @@ def make_topology(world_size: int, compute_device: str, local_world_size: Option
                     local_world_size=local_world_size or world_size, **capacities)
 
 
+def make_planner(module: nn.Module, topology: Topology, batch_size: int, config: ShardingConfig,
+                 constraints: Optional[dict[str, ParameterConstraints]] = None,
+                 stats: Optional[list[Stats]] = None) -> EmbeddingShardingPlanner:
+    """TorchRec's planner for ``topology``; ``stats`` receive the chosen plan with its estimates."""
+    return EmbeddingShardingPlanner(
+        topology=topology,
+        batch_size=batch_size,
+        constraints=constraints if constraints is not None else make_constraints(module, config),
+        stats=stats if stats is not None else [NoopEmbeddingStats()],
+        debug=False,
+    )
+
+
 def plan_sharding(module: nn.Module, world_size: int, compute_device: str, batch_size: int,
                   config: ShardingConfig, local_world_size: Optional[int] = None,
                   process_group: Optional[torch.distributed.ProcessGroup] = None) -> ShardingPlan:
     """Run TorchRec's planner; with a process group, rank 0 plans and broadcasts."""
-    planner = EmbeddingShardingPlanner(
-        topology=make_topology(world_size, compute_device, local_world_size),
-        batch_size=batch_size,
-        constraints=make_constraints(module, config),
-        debug=False,
-    )
+    planner = make_planner(module, make_topology(world_size, compute_device, local_world_size), batch_size, config)
     if process_group is not None:
         return planner.collective_plan(module, make_sharders(), process_group)
     return planner.plan(module, make_sharders())
@@ -165,6 +219,7 @@ def _placement(placement: str, device_type: str) -> str:
 
 def save_plan(plan: ShardingPlan, path: str | Path, world_size: int, extra: Optional[dict] = None) -> None:
     payload = {"world_size": world_size, "plan": plan_to_dict(plan), **(extra or {})}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2) + "\n")
 
 
@@ -188,6 +243,9 @@ def load_plan(path: str | Path, module: nn.Module, world_size: int, device_type:
         module_path, rows, dim, _ = tables[table]
         if mpath != module_path:
             raise ConfigError(f"{path}: table '{table}' is planned under '{mpath}' but lives at '{module_path}'")
+        if device_type == "cpu" and entry["compute_kernel"] not in CPU_KERNELS:
+            raise ConfigError(f"{path}: table '{table}' uses the {entry['compute_kernel']} kernel, which has no CPU "
+                              f"implementation; plan for --device cpu (kernels {list(CPU_KERNELS)})")
         if any(r >= world_size for r in entry["ranks"]):
             raise ConfigError(f"{path}: table '{table}' is placed on rank(s) {entry['ranks']} >= {world_size}")
         covered = sum(s["sizes"][0] * s["sizes"][1] for s in entry["shards"])

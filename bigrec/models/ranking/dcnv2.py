@@ -1,0 +1,108 @@
+"""DCN-V2 (Wang et al., 2021): an explicit cross network beside a deep MLP."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torchrec.modules.crossnet import CrossNet, LowRankCrossNet, LowRankMixtureCrossNet, VectorCrossNet
+
+from bigrec.batch import Batch
+from bigrec.errors import ConfigError
+from bigrec.features import Schema
+from bigrec.models.base import RecModel
+from bigrec.models.embeddings import FeatureEmbeddings
+from bigrec.models.layers import MLP
+from bigrec.models.ranking.deepfm import _dense_columns
+from bigrec.models.registry import register_model
+
+CROSS_PARAMETERIZATIONS = ("vector", "matrix")
+
+
+def make_cross_net(in_features: int, cross_num: int, cross_parameterization: str, low_rank: Optional[int],
+                   num_experts: int) -> nn.Module:
+    """TorchRec's cross network for the DCN-V2 options.
+
+    ``vector``: ``x_{l+1} = x_0 * (x_l . w_l) + b_l + x_l`` (DCN, ``VectorCrossNet``);
+    ``matrix``: ``x_{l+1} = x_0 * (W_l x_l + b_l) + x_l`` (``CrossNet``), with ``W_l = U_l V_l``
+    of rank ``low_rank`` (``LowRankCrossNet``) or a gated mixture of ``num_experts``
+    such low-rank experts (``LowRankMixtureCrossNet``).
+    """
+    if cross_parameterization not in CROSS_PARAMETERIZATIONS:
+        raise ConfigError(f"dcnv2: cross_parameterization must be one of {CROSS_PARAMETERIZATIONS}, "
+                          f"got '{cross_parameterization}'")
+    if cross_num < 1:
+        raise ConfigError(f"dcnv2: cross_num must be >= 1, got {cross_num}")
+    if num_experts < 1:
+        raise ConfigError(f"dcnv2: num_experts must be >= 1, got {num_experts}")
+    if cross_parameterization == "vector":
+        if low_rank is not None or num_experts > 1:
+            raise ConfigError("dcnv2: low_rank / num_experts need cross_parameterization: matrix")
+        return VectorCrossNet(in_features, cross_num)
+    if low_rank is None:
+        if num_experts > 1:
+            raise ConfigError("dcnv2: num_experts > 1 needs low_rank (the mixture is of low-rank experts)")
+        return CrossNet(in_features, cross_num)
+    if low_rank < 1:
+        raise ConfigError(f"dcnv2: low_rank must be >= 1, got {low_rank}")
+    if num_experts == 1:
+        return LowRankCrossNet(in_features, cross_num, low_rank)
+    return LowRankMixtureCrossNet(in_features, cross_num, num_experts, low_rank)
+
+
+@register_model("dcnv2")
+class DCNV2(RecModel):
+    """DCN-V2, parallel structure: ``head([cross(x0), mlp(x0)])``.
+
+    ``x0`` concatenates one D-dim embedding per id feature and the raw dense
+    features: ``[B, F * D + N_dense]``.
+
+    Args:
+        schema: data schema.
+        features: feature names (default: every non-sequence feature).
+        cross_num: number of cross layers.
+        cross_parameterization: ``vector`` (DCN) or ``matrix`` (DCN-V2).
+        low_rank: rank of the matrix cross kernels (None: full rank).
+        num_experts: low-rank experts mixed by a gate (needs ``low_rank``).
+        hidden_units: deep MLP layer sizes.
+        dropout_rates: one rate or one per hidden layer.
+        embedding_dim: D, shared by all id features (fbgemm needs a multiple of 4).
+        activation: MLP activation.
+
+    Shapes: ``forward(batch) -> [B]`` logits.
+
+    Example::
+
+        model = DCNV2(schema, cross_num=3, cross_parameterization="matrix", low_rank=64,
+                      hidden_units=[256, 128], embedding_dim=16)
+        logits = model(batch)  # [B]
+    """
+
+    task = "ranking"
+
+    def __init__(self, schema: Schema, features: Optional[Sequence[str]] = None, cross_num: int = 2,
+                 cross_parameterization: str = "vector", low_rank: Optional[int] = None, num_experts: int = 1,
+                 hidden_units: Sequence[int] = (256, 128), dropout_rates: float | Sequence[float] = 0.0,
+                 embedding_dim: int = 16, activation: str = "relu", device: Optional[torch.device] = None) -> None:
+        super().__init__(schema)
+        names = self.resolve_features(features)
+        self.dense_names = [n for n in names if schema[n].kind == "dense"]
+        self.id_names = [n for n in names if schema[n].kind != "dense"]
+        self.register_buffer("dense_index", _dense_columns(schema, self.dense_names), persistent=False)
+        self.embeddings = FeatureEmbeddings(schema, self.id_names, embedding_dim, device=device)
+        in_features = len(self.id_names) * embedding_dim + len(self.dense_index)
+        # TorchRec's cross nets take no device argument: build them under the device context
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            self.cross = make_cross_net(in_features, cross_num, cross_parameterization, low_rank, num_experts)
+        self.mlp = MLP(in_features, hidden_units, dropout_rates, activation, device=device)
+        self.head = nn.Linear(in_features + self.mlp.out_features, 1, device=device)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        embedded = self.embeddings(batch).pooled
+        inputs = [embedded[n] for n in self.id_names]  # F x [B, D]
+        if self.dense_names:
+            inputs.append(batch.dense[:, self.dense_index])  # [B, N_dense]
+        x0 = torch.cat(inputs, dim=1)  # [B, F * D + N_dense]
+        return self.head(torch.cat([self.cross(x0), self.mlp(x0)], dim=1)).squeeze(1)
