@@ -13,7 +13,8 @@ PYTHON=${PYTHON:-python3}
 TORCH_VERSION=2.13.0
 FBGEMM_VERSION=1.8.0
 TORCHREC_VERSION=1.8.0
-TORCH_INDEX_CUDA=${TORCH_INDEX_CUDA:-https://download.pytorch.org/whl/cu128}
+# PyPI's Linux torch wheels are CUDA builds; TORCH_INDEX_URL picks another CUDA index if wanted.
+TORCH_INDEX_URL=${TORCH_INDEX_URL:-}
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
@@ -27,7 +28,8 @@ case "$VARIANT" in
     FBGEMM="fbgemm-gpu-cpu==$FBGEMM_VERSION"
     ;;
   cuda)
-    "${PIP[@]}" --index-url "$TORCH_INDEX_CUDA" --extra-index-url https://pypi.org/simple "torch==$TORCH_VERSION"
+    "${PIP[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} --no-cache-dir "torch==$TORCH_VERSION"
+    "$VENV/bin/python" -c "import sys, torch; sys.exit(0 if torch.version.cuda else 'install.sh: BIGREC_VARIANT=cuda but the torch that was installed is a CPU build; set TORCH_INDEX_URL to a CUDA wheel index')"
     FBGEMM="fbgemm-gpu==$FBGEMM_VERSION"
     ;;
   *)
