@@ -32,6 +32,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from bigrec.batch import Batch
@@ -325,10 +326,16 @@ def _rebatch(tables: Iterator[pa.Table], sizes: np.ndarray) -> Iterator[pa.Table
 
 
 def make_loader(dataset: ParquetBatches, num_workers: int = 0) -> DataLoader:
-    """A DataLoader yielding ``Batch`` es of ``dataset`` (batching is done by the dataset)."""
+    """A DataLoader yielding ``Batch`` es of ``dataset`` (batching is done by the dataset).
+
+    It draws its worker seed from a generator of its own, not torch's global one,
+    so starting a loader (e.g. mid-epoch after a resume) leaves the model's random
+    stream (dropout) exactly where an uninterrupted run has it.
+    """
     return DataLoader(
         dataset,
         batch_size=None,
+        generator=torch.Generator().manual_seed(0),
         num_workers=num_workers,
         persistent_workers=False,
         prefetch_factor=4 if num_workers else None,

@@ -5,18 +5,27 @@
 2. process group (gloo on CPU, NCCL on CUDA), model on the meta device, fused
    sparse optimizer attached, sharding plan (planner or plan file) printed;
 3. ``DistributedModelParallel`` + ``TrainPipelineSparseDist``;
-4. per epoch: train, validate (AUC/logloss over all ranks), early stopping,
-   TensorBoard scalars, a DCP checkpoint of the best model;
-5. test metrics of the best model, written to ``metrics.json``.
+4. resume (``trainer.resume``): the newest complete checkpoint or a given one,
+   model + optimizers + LR schedule + RNG + data position + early stopping;
+5. per epoch: train (a checkpoint every ``trainer.checkpoint_every_steps``),
+   validate (AUC/logloss over all ranks), early stopping, TensorBoard scalars,
+   a DCP checkpoint at epoch end (and of the best model);
+6. test metrics of the best model, written to ``metrics.json``.
+
+Fault injection (tests of rank failure): with ``BIGREC_FAULT_AT_STEP=N`` in the
+environment, rank ``BIGREC_FAULT_RANK`` (default 1) SIGKILLs itself after global
+step N on the first torchrun attempt (``TORCHELASTIC_RESTART_COUNT`` 0) only.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -34,6 +43,7 @@ from bigrec.features import Schema
 from bigrec.models import build_model
 from bigrec.tasks import build_task
 from bigrec.train import sharding
+from bigrec.train import checkpoint
 from bigrec.train.checkpoint import load_model_state, save_checkpoint
 from bigrec.train.distributed import DistEnv, init_process_group
 from bigrec.train.optim import LrSchedule, attach_sparse_optimizer, check_sparse_optimizer, lr_factor, make_optimizer
@@ -74,16 +84,38 @@ def prepare(config: Config) -> Prepared:
     return Prepared(env, schema, task, splits)
 
 
-class Trainer:
-    """Builds the sharded model and runs epochs; see the module docstring."""
+@dataclass
+class Progress:
+    """Where the run stands: what a checkpoint needs besides tensors to continue exactly."""
 
-    def __init__(self, config: Config, prepared: Prepared) -> None:
+    epoch: int = 0  # the epoch in progress (or the next one when batches_done is 0)
+    batches_done: int = 0  # batches of ``epoch`` already trained, on every rank
+    best_value: Optional[float] = None
+    best_epoch: int = -1
+    stopped: bool = False  # early stopping fired
+    history: list = field(default_factory=list)
+
+
+def restart_count() -> int:
+    """Which torchrun attempt this is (0 = the first)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+class Trainer:
+    """Builds the sharded model and runs epochs; see the module docstring.
+
+    ``inference=True`` builds the same sharded model for ``bigrec eval/predict``:
+    no TensorBoard writer, no plan file, no resume.
+    """
+
+    def __init__(self, config: Config, prepared: Prepared, *, inference: bool = False) -> None:
         self.config = config
         self.env = env = prepared.env
         self.schema = prepared.schema
         self.task = prepared.task
         self.splits = prepared.splits
         self.output_dir = Path(config.trainer.output_dir)
+        self.inference = inference
         self.pg = init_process_group(env)
         torch.manual_seed(config.trainer.seed)
 
@@ -97,8 +129,12 @@ class Trainer:
         steps = len(self.splits["train"]) * config.trainer.epochs
         self.schedule = LrSchedule(self.optimizer, lr_factor(config.trainer, steps))
         self.pipeline = self._make_pipeline()
-        self.writer = SummaryWriter(str(self.output_dir / "tensorboard")) if env.is_main else None
+        self.writer = SummaryWriter(str(self.output_dir / "tensorboard")) if env.is_main and not inference else None
         self.global_step = 0
+        self.progress = Progress()
+        self.checkpoint_root = self.output_dir / "checkpoints"
+        self._trained = collections.deque()  # (row ids, checksum) of batches handed to the model (debug_log_steps)
+        self.resumed_from = None if inference else self.resume()
 
     # --------------------------------------------------------------- set-up
     def _plan(self, module: torch.nn.Module):
@@ -108,7 +144,7 @@ class Trainer:
         else:
             plan = sharding.plan_sharding(module, env.world_size, env.compute_device, config.data.batch_size,
                                           config.sharding, env.local_world_size, self.pg)
-        if env.is_main:
+        if env.is_main and not self.inference:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             sharding.save_plan(plan, self.output_dir / "plan.json", env.world_size)
             if config.sharding.print_plan:
@@ -142,26 +178,42 @@ class Trainer:
                 _, output = self.model(batch)
             yield output
 
-    def train_epoch(self, epoch: int) -> float:
-        dataset = self.splits["train"]
-        dataset.set_epoch(epoch)
-        num_steps = len(dataset)
+    def epoch_steps(self) -> int:
+        """Steps per training epoch (``trainer.max_steps_per_epoch`` caps it)."""
+        num_steps = len(self.splits["train"])
         if self.config.trainer.max_steps_per_epoch:
             num_steps = min(num_steps, self.config.trainer.max_steps_per_epoch)
+        return num_steps
+
+    def train_epoch(self, epoch: int, start_batch: int = 0) -> float:
+        """Train ``epoch`` from batch ``start_batch`` on (0 unless resuming mid-epoch)."""
+        dataset = self.splits["train"]
+        dataset.set_position(epoch, start_batch)
+        self.progress.epoch, self.progress.batches_done = epoch, start_batch
+        num_steps = self.epoch_steps()
+        every = self.config.trainer.checkpoint_every_steps
         self.model.train()
-        bar = tqdm(total=num_steps, desc=f"epoch {epoch + 1}", disable=not (self.env.is_main and
-                                                                           self.config.trainer.progress_bar))
+        bar = tqdm(total=num_steps, initial=start_batch, desc=f"epoch {epoch + 1}",
+                   disable=not (self.env.is_main and self.config.trainer.progress_bar))
         rows_per_step = dataset.total_rows / len(dataset)  # global rows per step
         started = window_start = time.perf_counter()
         window_steps = epoch_steps = 0
         loader = make_loader(dataset, self.config.data.num_workers)
-        for output in self._steps(loader, num_steps):
+        if self.config.trainer.debug_log_steps:
+            loader = self._traced(loader, dataset)
+        for output in self._steps(loader, num_steps - start_batch):
             loss = output[0]
             self.schedule.step()
             self.global_step += 1
             window_steps += 1
             epoch_steps += 1
+            self.progress.batches_done = start_batch + epoch_steps
             bar.update(1)
+            if self.config.trainer.debug_log_steps:
+                self._log_step(loss)
+            if every and self.global_step % every == 0 and self.progress.batches_done < num_steps:
+                self.save_step()  # the epoch-end checkpoint follows validation in fit()
+            self._inject_fault()
             if self.global_step % self.config.trainer.log_every == 0:
                 now = time.perf_counter()
                 samples_per_s = window_steps * rows_per_step / max(now - window_start, 1e-9)
@@ -188,9 +240,11 @@ class Trainer:
         stop = trainer.early_stopping
         if stop.mode not in ("max", "min"):
             raise ConfigError(f"trainer.early_stopping.mode must be max or min, got '{stop.mode}'")
-        best_value, best_epoch, history = None, -1, []
-        for epoch in range(trainer.epochs):
-            samples_per_s = self.train_epoch(epoch)
+        progress = self.progress
+        best_value, best_epoch, history = progress.best_value, progress.best_epoch, progress.history
+        for epoch in range(progress.epoch, trainer.epochs if not progress.stopped else 0):
+            samples_per_s = self.train_epoch(epoch, progress.batches_done if epoch == progress.epoch else 0)
+            progress.epoch, progress.batches_done = epoch + 1, 0
             record = {"epoch": epoch + 1, "train_samples_per_s": samples_per_s}
             if "valid" in self.splits:
                 valid = self.evaluate("valid")
@@ -204,12 +258,15 @@ class Trainer:
                             + f", {samples_per_s:,.0f} samples/s" + ("  (best)" if improved else ""))
                 if improved:
                     best_value, best_epoch = value, epoch
+                    progress.best_value, progress.best_epoch = value, epoch
                     self.save("best", epoch)
                 elif epoch - best_epoch >= stop.patience:
                     self._print(f"early stopping: valid {stop.metric} did not improve for {stop.patience} epoch(s)")
-                    history.append(record)
-                    break
+                    progress.stopped = True
             history.append(record)
+            self.save_step()
+            if progress.stopped:
+                break
         final = self.save("final", len(history) - 1)
         result = {"history": history, "checkpoint": str(final), "best_epoch": best_epoch + 1}
         if "test" in self.splits:
@@ -226,10 +283,97 @@ class Trainer:
         return result
 
     def save(self, name: str, epoch: int) -> Path:
-        return save_checkpoint(self.output_dir / "checkpoints" / name, self.model, self.optimizer,
+        return save_checkpoint(self.checkpoint_root / name, self.model, self.optimizer,
                                schema=self.schema, config=self.config, plan=sharding.plan_to_dict(self.plan),
                                extra={"epoch": epoch + 1, "global_step": self.global_step,
                                       "world_size": self.env.world_size})
+
+    # ------------------------------------------------------- checkpoint/resume
+    def _position(self) -> dict:
+        """What fixes the order of training rows: resuming mid-epoch needs all of it unchanged."""
+        data = self.config.data
+        return {"world_size": self.env.world_size, "num_workers": data.num_workers, "batch_size": data.batch_size,
+                "shuffle_buffer": data.shuffle_buffer, "seed": self.config.trainer.seed,
+                "train_rows": self.splits["train"].total_rows}
+
+    def save_step(self) -> Path:
+        """A resumable checkpoint ``step-<global step>``; keeps the newest ``trainer.keep_last``."""
+        rank_state = {"rng": checkpoint.rng_state(), "rank": self.env.rank,
+                      "data": {"epoch": self.progress.epoch, "batches_done": self.progress.batches_done,
+                               "workers": self.splits["train"].worker_schedule(self.config.data.num_workers)[0]}}
+        meta = {"global_step": self.global_step, "schedule": self.schedule.state_dict(),
+                "progress": asdict(self.progress), "position": self._position()}
+        path = save_checkpoint(self.checkpoint_root / checkpoint.step_name(self.global_step), self.model,
+                               self.optimizer, schema=self.schema, config=self.config,
+                               plan=sharding.plan_to_dict(self.plan), extra=meta, rank_state=rank_state)
+        if self.env.is_main:
+            checkpoint.prune(self.checkpoint_root, self.config.trainer.keep_last)
+        return path
+
+    def resume(self) -> Optional[Path]:
+        """Load the checkpoint ``trainer.resume`` names (``auto``: the newest complete one)."""
+        resume = self.config.trainer.resume
+        if resume == "none" and restart_count() > 0:
+            resume = "auto"  # a restarted rank must continue, not start over
+        if resume == "none":
+            return None
+        if resume == "auto":
+            path = checkpoint.find_latest(self.checkpoint_root)
+            if path is None:
+                self._print(f"resume=auto: no checkpoint in {self.checkpoint_root} yet, starting from scratch")
+                return None
+        else:
+            path = Path(resume)
+            checkpoint.verify(path)
+        checkpoint.check_compatible(path, self.schema, self.config)
+        meta = checkpoint.read_meta(path)
+        if "progress" not in meta:
+            raise ConfigError(f"checkpoint {path} holds weights only (best/final); resume from a step-* checkpoint")
+        progress = Progress(**meta["progress"])
+        changed = {k: (v, self._position()[k]) for k, v in meta["position"].items() if v != self._position()[k]}
+        if progress.batches_done and changed:
+            raise ConfigError(f"checkpoint {path} was written mid-epoch (epoch {progress.epoch + 1}, batch "
+                              f"{progress.batches_done}); resuming there needs the same data order, but "
+                              + ", ".join(f"{k} was {a}, is {b}" for k, (a, b) in changed.items())
+                              + "; resume from an epoch-end checkpoint instead")
+        checkpoint.load_training_state(path, self.model, self.optimizer)
+        self.global_step = int(meta["global_step"])
+        self.schedule.load_state_dict(meta["schedule"])
+        self.progress = progress
+        rank_state = checkpoint.read_rank_state(path, self.env.rank)
+        if rank_state is not None and not changed:
+            checkpoint.set_rng_state(rank_state["rng"])
+        self._print(f"resumed from {path}: epoch {progress.epoch + 1}, batch {progress.batches_done}, "
+                    f"global step {self.global_step}")
+        if self.config.trainer.debug_log_steps:
+            self._write_step_record({"resumed_from_step": self.global_step})
+        return path
+
+    # ---------------------------------------------------------- test hooks
+    def _traced(self, loader, dataset: ParquetBatches) -> Iterator:
+        """``loader``, noting each batch's row ids and checksum for :meth:`_log_step` (debug_log_steps)."""
+        ids = dataset.row_ids(self.config.data.num_workers)
+        for batch in loader:
+            checksum = float(batch.dense.double().sum() + batch.labels.double().sum())
+            self._trained.append((next(ids).tolist(), checksum))
+            yield batch
+
+    def _log_step(self, loss: torch.Tensor) -> None:
+        rows, checksum = self._trained.popleft()  # the pipeline trains batches in the order it pulled them
+        self._write_step_record({"epoch": self.progress.epoch, "batch": self.progress.batches_done - 1,
+                                 "step": self.global_step, "loss": float(loss), "rows": rows, "checksum": checksum})
+
+    def _write_step_record(self, record: dict) -> None:
+        directory = self.output_dir / "steps"
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / f"rank-{self.env.rank:05d}.jsonl", "a") as out:
+            out.write(json.dumps({"attempt": restart_count(), **record}) + "\n")
+
+    def _inject_fault(self) -> None:
+        at = os.environ.get("BIGREC_FAULT_AT_STEP")
+        if (at and self.global_step == int(at) and restart_count() == 0
+                and self.env.rank == int(os.environ.get("BIGREC_FAULT_RANK", "1"))):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     # -------------------------------------------------------------- output
     def _log(self, prefix: str, values: dict[str, float], step: Optional[int] = None) -> None:
