@@ -1,0 +1,104 @@
+"""Evaluation and prediction from a checkpoint, on any number of ranks and any plan.
+
+The checkpoint is checked against the run config first (same model and task
+sections, same schema; a clear :class:`ConfigError` otherwise), then the model is
+built and sharded for *this* job (its world size, its plan) and the weights are
+resharded from the checkpoint by DCP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.distributed as dist
+
+from bigrec.config import Config
+from bigrec.data.stream import make_loader
+from bigrec.errors import ConfigError
+from bigrec.train import checkpoint
+from bigrec.train.trainer import Trainer, prepare
+
+
+def load_for_inference(config: Config, checkpoint_dir: str | Path) -> Trainer:
+    """A :class:`Trainer` in inference mode holding the checkpoint's weights."""
+    path = Path(checkpoint_dir)
+    checkpoint.verify(path)
+    prepared = prepare(config)
+    checkpoint.check_compatible(path, prepared.schema, config)
+    trainer = Trainer(config, prepared, inference=True)
+    checkpoint.load_model_state(path, trainer.model)
+    return trainer
+
+
+def evaluate_checkpoint(config: Config, checkpoint_dir: str | Path,
+                        splits: Sequence[str] = ("valid", "test")) -> dict[str, dict[str, float]]:
+    """``{split: metrics}`` of the checkpoint's model (over all ranks)."""
+    trainer = load_for_inference(config, checkpoint_dir)
+    _check_splits(trainer, splits)
+    return {split: trainer.evaluate(split) for split in splits}
+
+
+def _check_splits(trainer: Trainer, splits: Sequence[str]) -> None:
+    missing = [s for s in splits if s not in trainer.splits]
+    if missing:
+        raise ConfigError(f"split(s) {missing} are not configured (data.<split> is null); "
+                          f"available: {sorted(trainer.splits)}")
+
+
+@torch.no_grad()
+def predict_scores(trainer: Trainer, split: str) -> Optional[pa.Table]:
+    """Scores of every row of ``split``: a table on rank 0 (``None`` elsewhere).
+
+    Columns: ``row`` (the row's index in the split, files in sorted order),
+    ``score`` (one task) or ``score_<label>`` (several), and the label columns.
+    """
+    _check_splits(trainer, [split])
+    dataset = trainer.splits[split]
+    dataset.set_epoch(0)
+    trainer.model.eval()
+    num_workers = trainer.config.data.num_workers
+    row_ids = dataset.row_ids(num_workers)
+    rows, scores, labels = [], [], []
+    for output in trainer._steps(make_loader(dataset, num_workers), len(dataset)):
+        probabilities = output[1] if isinstance(output, (tuple, list)) and len(output) > 2 else None
+        if not isinstance(probabilities, torch.Tensor) or probabilities.dim() not in (1, 2):
+            raise ConfigError(f"predict needs a task whose output holds per-row scores [B] or [B, T]; "
+                              f"task {type(trainer.task).__name__} gives {type(probabilities).__name__}")
+        rows.append(next(row_ids))
+        scores.append(probabilities.reshape(len(rows[-1]), -1).float().cpu().numpy())
+        labels.append(output[2].reshape(len(rows[-1]), -1).float().cpu().numpy())
+    local = (np.concatenate(rows), np.concatenate(scores), np.concatenate(labels))
+    parts = [local]
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        parts = [None] * dist.get_world_size()
+        dist.gather_object(local, parts if dist.get_rank() == 0 else None, dst=0)
+        if dist.get_rank() != 0:
+            return None
+    row = np.concatenate([p[0] for p in parts])
+    order = np.argsort(row, kind="stable")
+    score = np.concatenate([p[1] for p in parts])[order]
+    label = np.concatenate([p[2] for p in parts])[order]
+    names = list(getattr(trainer.task, "label_names", [f"label_{t}" for t in range(score.shape[1])]))
+    columns = {"row": row[order]}
+    if score.shape[1] == 1:
+        columns["score"] = score[:, 0]
+    else:
+        columns.update({f"score_{name}": score[:, t] for t, name in enumerate(names)})
+    columns.update({name: label[:, t] for t, name in enumerate(names[:label.shape[1]])})
+    return pa.table(columns)
+
+
+def predict(config: Config, checkpoint_dir: str | Path, split: str = "test",
+            output: Optional[str | Path] = None) -> Optional[pa.Table]:
+    """Score ``split`` with the checkpoint; rank 0 writes ``output`` (Parquet) and returns the table."""
+    trainer = load_for_inference(config, checkpoint_dir)
+    table = predict_scores(trainer, split)
+    if table is not None and output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, str(output))
+    return table
