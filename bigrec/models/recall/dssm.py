@@ -1,0 +1,115 @@
+"""DSSM two-tower recall (Huang et al., 2013; the in-batch-softmax form of Yi et al., 2019)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bigrec.batch import Batch
+from bigrec.errors import ConfigError
+from bigrec.features import Schema
+from bigrec.models.embeddings import FeatureEmbeddings
+from bigrec.models.layers import MLP
+from bigrec.models.recall import RecallModel, RecallVectors
+from bigrec.models.registry import register_model
+from bigrec.retrieval.candidates import CANDIDATES, with_candidate_lookup
+
+
+@register_model("dssm")
+class DSSM(RecallModel):
+    """User and item towers (MLPs over pooled embeddings), L2-normalised, scored by cosine / temperature.
+
+    The user tower reads ``user_features``: id features pooled as usual, and a
+    sequence feature (e.g. ``hist_item_ids``) as the masked mean of its item
+    embeddings (an order-free summary of the history). The item tower reads the
+    item id's row of the item table, shared with the history; it sees item ids
+    only, so every item's vector can be computed from the table alone (full
+    ranking, export). Trained with in-batch negatives (plus optional sampled
+    ones), temperature and log-Q correction (the retrieval task).
+
+    Args:
+        schema: data schema (leave-last-out recall layout).
+        user_features: user tower inputs (default: every non-item id feature).
+        item_features: item tower inputs; only the item id feature is supported.
+        hidden_units: tower MLP sizes (both towers); the last is the output dim.
+        dropout_rates: one rate or one per layer.
+        embedding_dim: D of every table (divisible by 4).
+        temperature: logits are ``cos(u, v) / temperature``.
+        activation: MLP activation.
+
+    Shapes: ``forward(batch, candidate_ids [M]) -> RecallVectors(user [B, H], target [B, H], candidates [M, H])``.
+
+    Example::
+
+        model = DSSM(schema, user_features=["user_id", "hist_item_ids"], hidden_units=[64, 32])
+        vectors = model(batch, torch.arange(10))
+    """
+
+    def __init__(self, schema: Schema, user_features: Optional[Sequence[str]] = None,
+                 item_features: Sequence[str] = ("item_id",), hidden_units: Sequence[int] = (128, 64),
+                 dropout_rates: float | Sequence[float] = 0.0, embedding_dim: int = 32, temperature: float = 0.05,
+                 activation: str = "relu", device: Optional[torch.device] = None) -> None:
+        item_features = list(item_features)
+        if len(item_features) != 1 or schema[item_features[0]].kind != "sparse":
+            raise ConfigError(f"dssm: item_features must name one single-valued item id feature (its vector must "
+                              f"follow from the id for full ranking and export), got {item_features}")
+        item_feature = item_features[0]
+        item_table = schema[item_feature].table
+        if user_features is None:
+            user_features = [f.name for f in schema.id_features if f.name != item_feature]
+        user_features = list(user_features)
+        histories = [n for n in user_features if n in schema and schema[n].kind == "sequence"
+                     and schema[n].table == item_table]
+        super().__init__(schema, item_feature, histories[0] if histories else None)
+        self.resolve_features(user_features)
+        if item_feature in user_features:
+            raise ConfigError(f"dssm: the target '{item_feature}' cannot be a user feature")
+        if temperature <= 0:
+            raise ConfigError(f"dssm: temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.user_features = [n for n in user_features if schema[n].kind != "dense"]
+        if len(self.user_features) != len(user_features):
+            raise ConfigError("dssm: dense user features are not supported yet; use id or sequence features")
+        self.embeddings = FeatureEmbeddings(self.lookup_schema, self.user_features + [item_feature, CANDIDATES],
+                                            embedding_dim=embedding_dim, device=device)
+        self.sequence_names = {n for n in self.user_features if schema[n].kind == "sequence"}
+        self.user_tower = _tower(len(self.user_features) * embedding_dim, hidden_units, dropout_rates, activation,
+                                 device)
+        self.item_tower = _tower(embedding_dim, hidden_units, dropout_rates, activation, device)
+
+    def item_table(self) -> nn.Module:
+        return self.embeddings.sequences[0]
+
+    def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.item_tower(self.item_rows(ids)), dim=-1)
+
+    def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallVectors:
+        embedded = self.embeddings(with_candidate_lookup(batch, candidate_ids))
+        fields = []
+        for name in self.user_features:
+            if name in self.sequence_names:  # masked mean of the sequence
+                mask = embedded.masks[name].to(embedded.sequences[name].dtype)[:, :, None]
+                total = (embedded.sequences[name] * mask).sum(dim=1)
+                fields.append(total / mask.sum(dim=1).clamp(min=1))
+            else:
+                fields.append(embedded.pooled[name])
+        user = F.normalize(self.user_tower(torch.cat(fields, dim=1)), dim=-1)
+        target = F.normalize(self.item_tower(embedded.pooled[self.item_feature]), dim=-1)
+        candidates = F.normalize(self.item_tower(embedded.pooled[CANDIDATES]), dim=-1)
+        return RecallVectors(user, target, candidates)
+
+
+def _tower(in_features: int, hidden_units: Sequence[int], dropout_rates: float | Sequence[float], activation: str,
+           device: Optional[torch.device]) -> nn.Module:
+    """MLP whose last layer is linear (its output is normalised, not activated): ``[B, in] -> [B, H]``."""
+    hidden_units = [int(u) for u in hidden_units]
+    if not hidden_units:
+        raise ConfigError("dssm: hidden_units must name at least the output size")
+    if len(hidden_units) == 1:
+        return nn.Linear(in_features, hidden_units[0], device=device)
+    rates = dropout_rates if isinstance(dropout_rates, (int, float)) else list(dropout_rates)[:-1]
+    body = MLP(in_features, hidden_units[:-1], rates, activation, device=device)
+    return nn.Sequential(body, nn.Linear(body.out_features, hidden_units[-1], device=device))
