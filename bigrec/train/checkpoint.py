@@ -279,10 +279,13 @@ def load_model_state(directory: str | Path, model: nn.Module) -> None:
     model.load_state_dict(state["model"])
 
 
+_TABLE_IN_KEY = re.compile(r"embedding(?:_bag)?s\.([^.]+)\.weight")
+
+
 def _state_table(param_key: str) -> str:
     """The table (or dense parameter) an optimizer-state key belongs to."""
-    group, _, rest = param_key.partition(".")
-    return rest.rsplit(".", 1)[-1] if group == "sparse" else rest
+    match = _TABLE_IN_KEY.search(param_key)
+    return match.group(1) if match else param_key.partition(".")[2]
 
 
 def load_training_state(directory: str | Path, model: nn.Module, optimizer) -> list[str]:
