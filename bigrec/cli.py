@@ -17,6 +17,7 @@ from bigrec.errors import BigrecError
 COMMAND_MODULES = (
     "bigrec.train.cli",
     "bigrec.data.cli",
+    "bigrec.retrieval.cli",
     "bigrec.train.eval_cli",
     "bigrec.plan.cli",
 )

@@ -1,0 +1,152 @@
+"""Export user and item vectors of a trained recall checkpoint, and retrieve top-K from them.
+
+``export_embeddings(checkpoint, output)`` writes::
+
+    OUTPUT/items.parquet   item_id int64, embedding list<float32>  (every id but the padding id)
+    OUTPUT/users.parquet   user_id int64, embedding list<float32>, seen_item_ids list<int64>
+                           (one row per row of the exported split, e.g. the test split)
+    OUTPUT/export.json     model, dim, temperature, checkpoint, split
+
+``retrieve(export_dir, user_ids, k)`` scores users against every item by dot
+product (brute-force ``torch.topk``, or FAISS ``IndexFlatIP`` when installed)
+and excludes each user's seen items.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from bigrec.config import load_config
+from bigrec.data.parquet_io import write_json, write_table
+from bigrec.data.stream import open_split
+from bigrec.errors import ConfigError, DataError
+from bigrec.features import Schema
+
+
+def load_recall_model(checkpoint: str | Path):
+    """The recall model of a checkpoint directory, on CPU, in eval mode (one process, no process group)."""
+    from bigrec.models import build_model
+    from bigrec.tasks import build_task
+    from bigrec.train.checkpoint import load_model_state
+
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "config.yaml").is_file():
+        raise ConfigError(f"{checkpoint}: not a bigrec checkpoint (no config.yaml); pass e.g. runs/NAME/checkpoints/best")
+    config = load_config(checkpoint / "config.yaml")
+    schema = Schema.load(checkpoint / "schema.json")
+    model = build_model(config.model.name, schema, config.model.params, device=torch.device("cpu"))
+    if model.task != "retrieval":
+        raise ConfigError(f"{checkpoint}: model '{config.model.name}' is a {model.task} model; export needs a "
+                          f"recall model")
+    module = build_task(model, schema, config.task).wrap(model)
+    load_model_state(checkpoint, module)
+    module.eval()
+    return module, config, schema
+
+
+def _vectors_column(vectors: torch.Tensor) -> pa.Array:
+    flat = pa.array(vectors.detach().float().contiguous().numpy().reshape(-1), pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]).cast(pa.list_(pa.float32()))
+
+
+@torch.no_grad()
+def export_embeddings(checkpoint: str | Path, output: str | Path, split: str = "test", data: Optional[str] = None,
+                      batch_size: int = 4096) -> dict:
+    """Write ``items.parquet``, ``users.parquet`` and ``export.json`` (see the module doc)."""
+    module, config, schema = load_recall_model(checkpoint)
+    model = module.model
+    padding = module.options.padding_item
+    ids = torch.tensor([i for i in range(model.num_items) if i != padding], dtype=torch.int64)
+    items = torch.cat([model.item_vectors(chunk) for chunk in ids.split(batch_size)]) if ids.numel() else None
+    output = Path(output)
+    write_table(pa.table({"item_id": pa.array(ids.numpy(), pa.int64()), "embedding": _vectors_column(items)}),
+                output / "items.parquet")
+
+    spec = data or config.data.resolve(split)
+    if spec is None:
+        raise ConfigError(f"the checkpoint's config has no '{split}' split; pass --data")
+    dataset = open_split(spec, schema, batch_size, 0, 1)
+    users, seen = [], []
+    for batch in dataset:
+        users.append(model(batch, module.no_ids).user)
+        seen.append(model.seen_ids(batch))
+    users_t = torch.cat(users)
+    user_ids = _user_ids(dataset.files, users_t.shape[0])
+    seen_lists = [[int(i) for i in row if i >= 0] for row in torch.cat(seen).tolist()]
+    write_table(pa.table({"user_id": pa.array(user_ids, pa.int64()), "embedding": _vectors_column(users_t),
+                          "seen_item_ids": pa.array(seen_lists, pa.list_(pa.int64()))}), output / "users.parquet")
+    meta = {"model": config.model.name, "dim": int(users_t.shape[1]), "temperature": module.temperature,
+            "checkpoint": str(checkpoint), "data": str(spec), "num_items": int(ids.numel()),
+            "num_users": int(users_t.shape[0])}
+    write_json(meta, output / "export.json")
+    return meta
+
+
+def _user_ids(files: list[str], rows: int) -> np.ndarray:
+    """The ``user_id`` column of the exported rows (their row numbers when there is none)."""
+    if all("user_id" in pq.read_schema(f).names for f in files):
+        return np.concatenate([pq.read_table(f, columns=["user_id"]).column("user_id").to_numpy() for f in files])
+    return np.arange(rows, dtype=np.int64)
+
+
+def _read_vectors(path: Path, id_column: str) -> tuple[np.ndarray, torch.Tensor, pa.Table]:
+    if not path.is_file():
+        raise DataError(str(path), "file not found; run `bigrec export` first")
+    table = pq.read_table(path)
+    for column in (id_column, "embedding"):
+        if column not in table.column_names:
+            raise DataError(str(path), "column is missing", column=column)
+    ids = table.column(id_column).to_numpy()
+    flat = table.column("embedding").combine_chunks().flatten().to_numpy()
+    return ids, torch.from_numpy(flat.reshape(len(ids), -1).copy()), table
+
+
+def faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def retrieve(export_dir: str | Path, user_ids: Sequence[int], k: int = 10, exclude_seen: bool = True,
+             backend: str = "auto") -> dict[int, list[tuple[int, float]]]:
+    """Top-``k`` ``(item_id, score)`` per user id, best first (a user's last exported row is used)."""
+    if backend not in ("auto", "torch", "faiss"):
+        raise ConfigError(f"backend must be auto, torch or faiss, got '{backend}'")
+    if backend == "faiss" and not faiss_available():
+        raise ConfigError("backend 'faiss' asked for but faiss is not installed (pip install faiss-cpu)")
+    export_dir = Path(export_dir)
+    item_ids, items, _ = _read_vectors(export_dir / "items.parquet", "item_id")
+    all_users, vectors, table = _read_vectors(export_dir / "users.parquet", "user_id")
+    last_row = {int(u): r for r, u in enumerate(all_users)}
+    missing = [u for u in user_ids if int(u) not in last_row]
+    if missing:
+        raise DataError(str(export_dir / "users.parquet"), f"user id(s) {missing[:10]} not among the exported users")
+    rows = [last_row[int(u)] for u in user_ids]
+    queries = vectors[rows]
+    seen = table.column("seen_item_ids").to_pylist() if exclude_seen else [[] for _ in all_users]
+    extra = max((len(seen[r]) for r in rows), default=0)
+    take = min(k + extra, len(item_ids))
+    if backend == "faiss" or (backend == "auto" and faiss_available()):
+        import faiss
+
+        index = faiss.IndexFlatIP(items.shape[1])
+        index.add(items.float().numpy())
+        scores, positions = index.search(queries.float().numpy(), take)
+        scores, positions = torch.from_numpy(scores), torch.from_numpy(positions)
+    else:
+        scores, positions = torch.topk(queries.float() @ items.float().t(), take, dim=1)
+    out: dict[int, list[tuple[int, float]]] = {}
+    for user, row, score_row, position_row in zip(user_ids, rows, scores.tolist(), positions.tolist()):
+        excluded = set(seen[row])
+        ranked = [(int(item_ids[p]), s) for s, p in zip(score_row, position_row) if int(item_ids[p]) not in excluded]
+        out[int(user)] = ranked[:k]
+    return out
