@@ -58,6 +58,7 @@ def register(subparsers) -> None:
     from bigrec.data.synthetic_sequences import add_cli as add_sequences_cli
 
     add_sequences_cli(commands, _positive_int)
+    _register_behavior_and_multitask(commands)
 
 
 def _run_movielens(args: argparse.Namespace) -> int:
@@ -95,4 +96,81 @@ def _run_synthetic_criteo(args: argparse.Namespace) -> int:
     meta = schema.metadata
     print(f"{args.output}: {json.dumps(meta['rows'])}, positive rate {json.dumps(meta['positive_rate'])}, "
           f"Bayes AUC ~{meta['bayes_auc_estimate']}, {elapsed:.2f}s")
+    return 0
+
+
+def _register_behavior_and_multitask(commands) -> None:
+    """``synthetic-behavior`` (DIN), ``synthetic-multitask`` and ``movielens-impressions`` (MMoE)."""
+    sb = commands.add_parser("synthetic-behavior", help="synthetic behaviour sequences: label = candidate's "
+                                                        "category occurs in the history (DIN)")
+    sb.add_argument("--output", required=True, help="output directory")
+    sb.add_argument("--rows", type=_positive_int, default=100_000, help="total rows over all splits (default 100000)")
+    sb.add_argument("--num-items", type=_positive_int, default=1000)
+    sb.add_argument("--num-categories", type=_positive_int, default=20)
+    sb.add_argument("--max-len", type=_positive_int, default=20, help="longest history (default 20)")
+    sb.add_argument("--strength", type=float, default=1.5, help="planted logit is +-strength (default 1.5)")
+    sb.add_argument("--seed", type=int, default=0)
+    sb.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
+    sb.set_defaults(handler=_run_synthetic_behavior)
+
+    sm = commands.add_parser("synthetic-multitask", help="two binary tasks with a correlation knob (MMoE)")
+    sm.add_argument("--output", required=True, help="output directory")
+    sm.add_argument("--rows", type=_positive_int, default=100_000, help="total rows over all splits (default 100000)")
+    sm.add_argument("--correlation", type=float, default=0.0, help="cosine of the two task directions, in [-1, 1]")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
+    sm.set_defaults(handler=_run_synthetic_multitask)
+
+    mi = commands.add_parser("movielens-impressions", help="MovieLens-100k impressions with labels click and "
+                                                           "conversion (rated items + sampled unrated ones)")
+    mi.add_argument("--source", required=True, help="directory with the MovieLens-100k files (either layout)")
+    mi.add_argument("--output", required=True, help="output directory")
+    mi.add_argument("--negatives-per-rating", type=float, default=1.0, help="unrated samples per rating (default 1)")
+    mi.add_argument("--seed", type=int, default=0)
+    mi.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
+    mi.set_defaults(handler=_run_movielens_impressions)
+
+
+def _config_error(command: str, exc: ValueError):
+    from bigrec.errors import ConfigError
+
+    return ConfigError(f"{command}: {exc}")
+
+
+def _run_synthetic_behavior(args: argparse.Namespace) -> int:
+    from bigrec.data.synthetic_behavior import generate_behavior
+
+    try:
+        schema = generate_behavior(args.output, args.rows, num_items=args.num_items,
+                                   num_categories=args.num_categories, max_len=args.max_len,
+                                   strength=args.strength, seed=args.seed, embedding_dim=args.embedding_dim)
+    except ValueError as exc:
+        raise _config_error("synthetic-behavior", exc) from None
+    print(f"{args.output}: {json.dumps(schema.metadata['rows'])}, Bayes AUC ~{schema.metadata['bayes_auc_estimate']}")
+    return 0
+
+
+def _run_synthetic_multitask(args: argparse.Namespace) -> int:
+    from bigrec.data.synthetic_multitask import generate_multitask
+
+    try:
+        schema = generate_multitask(args.output, args.rows, correlation=args.correlation, seed=args.seed,
+                                    embedding_dim=args.embedding_dim)
+    except ValueError as exc:
+        raise _config_error("synthetic-multitask", exc) from None
+    meta = schema.metadata
+    print(f"{args.output}: {json.dumps(meta['rows'])}, label correlation {meta['label_correlation_test']}, "
+          f"Bayes AUC ~{json.dumps(meta['bayes_auc_estimate'])}")
+    return 0
+
+
+def _run_movielens_impressions(args: argparse.Namespace) -> int:
+    from bigrec.data.movielens_impressions import prepare_impressions
+
+    try:
+        schema = prepare_impressions(args.source, args.output, args.negatives_per_rating, seed=args.seed,
+                                     embedding_dim=args.embedding_dim)
+    except ValueError as exc:
+        raise _config_error("movielens-impressions", exc) from None
+    print(f"{args.output}: {json.dumps(schema.metadata['counts'])}")
     return 0
