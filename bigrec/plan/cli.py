@@ -30,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", help="write the plan file here (and REPORT.json / chart .png next to it)")
     parser.add_argument("--json", help="write the JSON report here")
     parser.add_argument("--chart", help="write the PNG chart here")
+    parser.add_argument("--full-search", action="store_true",
+                        help="offer every sharding type to every table (slow on many ranks; default: row splits "
+                             "only for tables with >= 1024 rows per rank, replication only for tables <= 10k rows)")
+    parser.add_argument("--search-seconds", type=int, default=30,
+                        help="time limit of TorchRec's proposal search; the best plan found by then wins (default 30)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary lines, not every table")
     parser.set_defaults(handler=run)
 
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if changes:
         spec = spec.replace(**changes)
     module = build_planning_module(config, spec.device, args.optimizer)
-    result = dry_run(module, config, spec, args.optimizer or "")
+    result = dry_run(module, config, spec, args.optimizer or "", args.full_search, args.search_seconds)
     report = build_report(result)
     text = format_report(report)
     print("\n".join(text.splitlines()[-3:]) if args.quiet else text, flush=True)

@@ -101,8 +101,28 @@ def table_feature_counts(module: nn.Module) -> dict[str, int]:
     return counts
 
 
+# Search-space pruning for large clusters (``prune_for_world_size``): splitting a table's rows
+# over N ranks pays only when every shard keeps a fair number of rows, and replicating a
+# table on every rank only when it is tiny. Each row-wise option of a table costs the
+# planner one estimate per rank, so on 128 ranks this is what keeps planning fast.
+MIN_ROWS_PER_SHARD = 1024
+MAX_REPLICATED_ROWS = 10_000
+ROW_SPLITTING = ("row_wise", "table_row_wise", "grid_shard")
+
+
+def pruned_sharding_types(rows: int, world_size: int) -> list[str]:
+    """Sharding types worth considering for a ``rows``-row table on ``world_size`` ranks."""
+    types = [t for t in ALL_SHARDING_TYPES if t not in ROW_SPLITTING and t != ShardingType.DATA_PARALLEL.value]
+    if rows >= MIN_ROWS_PER_SHARD * world_size:
+        types += list(ROW_SPLITTING)
+    if rows <= MAX_REPLICATED_ROWS:
+        types.append(ShardingType.DATA_PARALLEL.value)
+    return types
+
+
 def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels: Optional[list[str]] = None,
-                     cache_load_factor: Optional[float] = None) -> dict[str, ParameterConstraints]:
+                     cache_load_factor: Optional[float] = None,
+                     prune_for_world_size: Optional[int] = None) -> dict[str, ParameterConstraints]:
     """Per-table planner constraints from ``sharding.sharding_types`` and ``sharding.tables``.
 
     Per-table keys: ``sharding_types``, ``compute_kernels`` (``fused``, ``fused_uvm``,
@@ -110,7 +130,9 @@ def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels:
     HBM by ``fused_uvm_caching``), ``pooling_factor`` (one number for every feature of
     the table) or ``pooling_factors`` (one per feature), ``min_partition`` (smallest
     column-wise shard width), and any other ``ParameterConstraints`` field.
-    ``default_kernels`` / ``cache_load_factor`` apply to tables that name none.
+    ``default_kernels`` / ``cache_load_factor`` apply to tables that name none;
+    ``prune_for_world_size`` restricts tables that name no sharding types to
+    :func:`pruned_sharding_types`.
     """
     tables = embedding_tables(module)
     feature_counts = table_feature_counts(module)
@@ -121,6 +143,8 @@ def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels:
     for name in tables:
         per_table = dict(config.tables.get(name) or {})
         types = per_table.pop("sharding_types", config.sharding_types)
+        if types is None and prune_for_world_size:
+            types = pruned_sharding_types(tables[name][1], prune_for_world_size)
         kernels = per_table.pop("compute_kernels", default_kernels)
         load_factor = per_table.pop("cache_load_factor", cache_load_factor)
         if "pooling_factor" in per_table:
@@ -155,14 +179,19 @@ def make_topology(world_size: int, compute_device: str, local_world_size: Option
 
 def make_planner(module: nn.Module, topology: Topology, batch_size: int, config: ShardingConfig,
                  constraints: Optional[dict[str, ParameterConstraints]] = None,
-                 stats: Optional[list[Stats]] = None) -> EmbeddingShardingPlanner:
-    """TorchRec's planner for ``topology``; ``stats`` receive the chosen plan with its estimates."""
+                 stats: Optional[list[Stats]] = None, timeout_seconds: Optional[int] = None) -> EmbeddingShardingPlanner:
+    """TorchRec's planner for ``topology``; ``stats`` receive the chosen plan with its estimates.
+
+    ``timeout_seconds`` bounds the proposal search (after enumeration); the best plan
+    found by then is returned.
+    """
     return EmbeddingShardingPlanner(
         topology=topology,
         batch_size=batch_size,
         constraints=constraints if constraints is not None else make_constraints(module, config),
         stats=stats if stats is not None else [NoopEmbeddingStats()],
         debug=False,
+        timeout_seconds=timeout_seconds,
     )
 
 
