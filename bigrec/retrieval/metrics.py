@@ -21,6 +21,8 @@ from torch import nn
 
 from bigrec.retrieval.task import DEFAULT_KS, item_slice
 
+MAX_SCORES = 1 << 25  # float64 scores held at once per rank (256 MiB)
+
 
 def unwrap_model(module: nn.Module):
     """The recall model inside a DMP / DDP / :class:`RetrievalModule` wrapper."""
@@ -126,8 +128,9 @@ def full_ranking(users: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor,
     items = item_vectors(item_ids).to(users.dtype)
     k = max(ks)
     values, ids = [], []
-    for lo in range(0, users.shape[0], chunk_users):
-        hi = lo + chunk_users
+    chunk = max(1, min(chunk_users, MAX_SCORES // max(item_ids.numel(), 1)))  # bounds the [chunk, S] scores
+    for lo in range(0, users.shape[0], chunk):
+        hi = lo + chunk
         v, i = slice_top_k(users[lo:hi], items, item_ids, targets[lo:hi], seen[lo:hi], k, padding_item)
         values.append(v)
         ids.append(i)

@@ -1,0 +1,162 @@
+"""Recall benchmarks: MovieLens-100k quality table and training / full-ranking throughput.
+
+    python tools/bench/models_recall.py quality      # -> docs/models.md, section "Recall"
+    python tools/bench/models_recall.py throughput   # -> docs/benchmarks.md, section "Recall"
+
+``quality`` trains SASRec and DSSM with ``configs/recall/*_ml100k.yaml`` (one rank)
+and scores the most-popular baseline on the same leave-last-out protocol
+(Recall/NDCG/MRR@10 on the test split, seen items excluded).
+``throughput`` measures training samples/s at 1 and 2 gloo ranks on synthetic
+sequences, and full-ranking evaluation users/s of SASRec with 1,682 and
+1,000,000 items (sampled softmax in training, sharded scoring in evaluation);
+ratios are against the 1-rank / 1,682-item runs of the same script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def replace_section(path: Path, heading: str, body: str) -> None:
+    """Replace (or append) the ``## heading`` section of a Markdown file."""
+    text = path.read_text() if path.exists() else ""
+    section = f"## {heading}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    path.write_text(text.rstrip() + "\n")
+
+
+def quality(epochs: int) -> str:
+    from bigrec.config import load_config
+    from bigrec.retrieval.baselines import most_popular_metrics
+    from bigrec.train.distributed import destroy_process_group
+    from bigrec.train.trainer import train
+
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for name in ("sasrec", "dssm"):
+            config = load_config(ROOT / f"configs/recall/{name}_ml100k.yaml",
+                                 [f"trainer.epochs={epochs}", f"trainer.output_dir={out}/{name}",
+                                  "trainer.progress_bar=false", "sharding.print_plan=false",
+                                  f"data.path={ROOT / 'data/ml-100k/recall'}"])
+            started = time.perf_counter()
+            result = train(config)
+            rows.append((name, result["test"], time.perf_counter() - started, result["best_epoch"]))
+        destroy_process_group()
+    data = ROOT / "data/ml-100k/recall"
+    popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), 1683)
+    lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items; the user's earlier items are",
+             "excluded from the ranking). Regenerate: `python tools/bench/models_recall.py quality`.", "",
+             "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
+    for name, test, seconds, best in rows:
+        lines.append(f"| {name} | {test['recall@10']:.4f} | {test['ndcg@10']:.4f} | {test['mrr@10']:.4f} | "
+                     f"{best} | {seconds:.0f} s |")
+    lines.append(f"| most-popular | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
+                 f"{popular['mrr@10']:.4f} | - | - |")
+    return "\n".join(lines)
+
+
+def _synthetic(path: Path, items: int, users: int) -> None:
+    from bigrec.data.synthetic_sequences import generate_sequences
+
+    if not (path / "schema.json").exists():
+        generate_sequences(path, num_users=users, num_items=items, num_clusters=min(50, items), min_length=5,
+                           max_length=30, history_len=50)
+
+
+def _config(model: dict, data: Path, out: str, options: dict, steps: int):
+    from bigrec.config import config_from_dict
+
+    return config_from_dict({
+        "data": {"path": str(data), "batch_size": 256, "eval_batch_size": 1024},
+        "model": model, "task": {"options": options},
+        "trainer": {"epochs": 1, "output_dir": out, "progress_bar": False, "log_every": 10_000,
+                    "max_steps_per_epoch": steps, "early_stopping": {"metric": "recall@10"}},
+        "sharding": {"print_plan": False}})
+
+
+MODELS = {
+    "sasrec": ({"name": "sasrec", "max_len": 50, "num_heads": 2, "num_layers": 2, "hidden_size": 32},
+               {"loss": "full"}),
+    "dssm": ({"name": "dssm", "user_features": ["user_id", "hist_item_ids"], "hidden_units": [64, 32],
+              "embedding_dim": 32}, {"loss": "sampled", "num_negatives": 256}),
+}
+
+
+def _train_rate(name: str, data: str, out: str, steps: int) -> float:
+    from bigrec.train.trainer import train
+
+    model, options = MODELS[name]
+    return train(_config(model, Path(data), out, options, steps))["history"][0]["train_samples_per_s"]
+
+
+def _eval_rate(data: str, out: str, options: dict, steps: int) -> tuple[float, float]:
+    """(test users/s of full-ranking evaluation, recall@10) after a short training."""
+    import torch.distributed as dist
+
+    from bigrec.train.trainer import Trainer, prepare
+
+    model, _ = MODELS["sasrec"]
+    config = _config(model, Path(data), out, options, steps)
+    trainer = Trainer(config, prepared := prepare(config))
+    trainer.train_epoch(0)
+    if dist.is_initialized():
+        dist.barrier()
+    started = time.perf_counter()
+    metrics = trainer.evaluate("test")
+    return prepared.splits["test"].total_rows / (time.perf_counter() - started), metrics["recall@10"]
+
+
+def throughput(steps: int) -> str:
+    from bigrec.testing import run_ranks
+
+    work = Path(tempfile.mkdtemp())
+    small, large = work / "items_1682", work / "items_1m"
+    _synthetic(small, 1682, 5000)
+    _synthetic(large, 1_000_000, 3000)
+    lines = ["Synthetic Markov sequences, CPU, gloo, one OpenMP thread per rank, batch 256 per rank.",
+             "Regenerate: `python tools/bench/models_recall.py throughput`.", "",
+             "| model | ranks | train samples/s | vs 1 rank |", "|---|---|---|---|"]
+    for name in MODELS:
+        one = run_ranks(_train_rate, 1, name, str(small), str(work / f"{name}1"), steps)[0]
+        two = run_ranks(_train_rate, 2, name, str(small), str(work / f"{name}2"), steps)[0]
+        lines += [f"| {name} | 1 | {one:,.0f} | 1.00 |", f"| {name} | 2 | {two:,.0f} | {two / one:.2f} |"]
+    lines += ["", "| SASRec full-ranking eval | ranks | training loss | test users/s | vs 1,682 items, 1 rank |",
+              "|---|---|---|---|---|"]
+    base = None
+    for label, data, options in (("1,682 items", small, {"loss": "full"}),
+                                 ("1,000,000 items", large, {"loss": "sampled", "num_negatives": 1024})):
+        for ranks in (1, 2):
+            rate, _ = run_ranks(_eval_rate, ranks, str(data), str(work / f"eval{ranks}"), options, steps)[0]
+            base = base or rate
+            lines.append(f"| {label} | {ranks} | {options['loss']} softmax | {rate:,.0f} | {rate / base:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["quality", "throughput"])
+    parser.add_argument("--epochs", type=int, default=10, help="quality: epochs per model")
+    parser.add_argument("--steps", type=int, default=60, help="throughput: training steps per run")
+    args = parser.parse_args()
+    from bigrec.logs import quiet_third_party
+
+    quiet_third_party()
+    if args.what == "quality":
+        replace_section(ROOT / "docs/models.md", "Recall", quality(args.epochs))
+    else:
+        replace_section(ROOT / "docs/benchmarks.md", "Recall", throughput(args.steps))
+
+
+if __name__ == "__main__":
+    main()
