@@ -1,0 +1,44 @@
+"""In-process helpers for model tests: train an unsharded model on Parquet data and score it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+
+from bigrec.data.convert import columns_of, table_to_batch
+from bigrec.features import Schema
+from bigrec.models import build_model
+from bigrec.tasks import BinaryTasks
+from bigrec.train.metrics import BinaryMetrics
+
+
+def batches(data_dir: Path, split: str, schema: Schema, batch_size: int):
+    table = pq.read_table(Path(data_dir) / f"{split}.parquet", columns=columns_of(schema))
+    return [table_to_batch(table.slice(s, batch_size), schema) for s in range(0, table.num_rows, batch_size)]
+
+
+def fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
+                     lr: float = 3e-3, seed: int = 0) -> dict[str, float]:
+    """Train model ``name`` with Adam on train, return its test metrics (``auc`` or ``<label>/auc``...)."""
+    schema = Schema.load(Path(data_dir) / "schema.json")
+    torch.manual_seed(seed)
+    model = build_model(name, schema, params)
+    task = BinaryTasks.for_model(model, schema)
+    module = task.wrap(model)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    train = batches(data_dir, "train", schema, batch_size)
+    module.train()
+    for _ in range(epochs):
+        for batch in train:
+            loss, _ = module(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    module.eval()
+    metrics = BinaryMetrics(task.label_names, torch.device("cpu"))
+    with torch.no_grad():
+        for batch in batches(data_dir, "test", schema, 4096):
+            metrics.update(module(batch)[1])
+    return metrics.compute()
