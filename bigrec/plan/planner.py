@@ -173,7 +173,7 @@ def explain_no_fit(module: nn.Module, spec: TopologySpec, topology: Topology,
                          f"one rank, {_gib(need - available)} more than the {_gib(available)} a rank has; "
                          f"embedding_dim {fit_dim} would fit")
         lines.append(f"  ({budget})")
-        allowed = {o.sharding_type for opts in too_big.values() for o in opts}
+        allowed = {o.sharding_type for name in too_big for o in options[name]}
         if not allowed & {"row_wise", "table_row_wise", "grid_shard"}:
             lines.append("  fix: allow row_wise sharding for these tables (sharding.tables.<name>.sharding_types), "
                          "so their rows spread over all ranks")
@@ -201,5 +201,5 @@ def explain_no_fit(module: nn.Module, spec: TopologySpec, topology: Topology,
                      f"are cached in HBM")
     last = str(error).split("Last planner error:")[-1].strip()
     if last and last != str(error).strip():
-        lines.append(f"  TorchRec's last partition error: {last.splitlines()[0].strip()}")
+        lines.append(f"  TorchRec's last partition error: {last.splitlines()[0].strip()[:300]}")
     return "\n".join(lines)
