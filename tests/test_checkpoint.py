@@ -80,18 +80,23 @@ def test_position_continues_on_the_next_unread_batch(criteo_small, workers, shuf
 # ------------------------------------------------------------------------- kill test
 @pytest.mark.e2e
 def test_rank_killed_under_torchx_resumes_and_reads_every_row_once(criteo_small, tmp_path, subprocess_env):
-    """Rank 1 SIGKILLs itself at step 23 (epoch 2); torchrun restarts both ranks from step 20."""
+    """Rank 1 SIGKILLs itself at step 23 (epoch 2); torchrun restarts both ranks from step 20.
+
+    Two restarts are allowed: on this loaded 2-core machine the restarted ranks' gloo
+    connect occasionally fails ("connectFullMesh ... Connection refused"); torchrun
+    then restarts once more and the job still resumes from step 20.
+    """
     runs = {}
     for name, fault in (("reference", None), ("killed", "23")):
         out = tmp_path / name
         config = tmp_path / f"{name}.yaml"
         config.write_text(yaml.safe_dump(run_config(criteo_small, out)))
         command = [str(Path(sys.executable).parent / "torchx"), "run", "-s", "local_cwd",
-                   "launch/components.py:train", "--config", str(config), "-j", "1x2", "--max_restarts", "1"]
+                   "launch/components.py:train", "--config", str(config), "-j", "1x2", "--max_restarts", "2"]
         if fault:
             command[-2:-2] = ["--env", f"BIGREC_FAULT_AT_STEP={fault}"]
         done = subprocess.run(command, cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert done.returncode == 0, name + ": " + done.stdout[-3000:] + done.stderr[-3000:]
         runs[name] = (out, done.stdout + done.stderr)
     out, log = runs["killed"]
     assert "exitcode: -9" in log and "resumed from" in log and "step-00000020" in log
@@ -103,7 +108,8 @@ def test_rank_killed_under_torchx_resumes_and_reads_every_row_once(criteo_small,
     seen = {epoch: np.zeros(train.num_rows, dtype=np.int64) for epoch in (0, 1)}
     for rank, records in lineage.items():
         assert [r["step"] for r in records] == list(range(1, 33))  # each step trained once, in order
-        assert {r["attempt"] for r in records} == {0, 1}
+        attempts = {r["attempt"] for r in records}
+        assert 0 in attempts and len(attempts) == 2  # killed attempt + the one that finished
         for record in records:
             np.add.at(seen[record["epoch"]], record["rows"], 1)
             assert record["checksum"] == pytest.approx(checksum[record["rows"]].sum(), rel=1e-6)
