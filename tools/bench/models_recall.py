@@ -32,7 +32,10 @@ def replace_section(path: Path, heading: str, body: str) -> None:
     text = path.read_text() if path.exists() else ""
     section = f"## {heading}\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    if pattern.search(text):
+        text = pattern.sub(section + "\n", text)
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + section
     path.write_text(text.rstrip() + "\n")
 
 
@@ -56,7 +59,8 @@ def quality(epochs: int) -> str:
     data = ROOT / "data/ml-100k/recall"
     popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), 1683)
     lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items; the user's earlier items are",
-             "excluded from the ranking). Regenerate: `python tools/bench/models_recall.py quality`.", "",
+             f"excluded from the ranking), {epochs} epoch(s) per model, configs/recall/*_ml100k.yaml.",
+             "Regenerate: `python tools/bench/models_recall.py quality --epochs N`.", "",
              "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
     for name, test, seconds, best in rows:
         lines.append(f"| {name} | {test['recall@10']:.4f} | {test['ndcg@10']:.4f} | {test['mrr@10']:.4f} | "
