@@ -223,7 +223,7 @@ def test_two_rank_training_runs_the_printed_plan_and_learns(criteo_small, tmp_pa
     raw = {"data": {"path": str(criteo_small), "batch_size": 256, "eval_batch_size": 2048, "shuffle_buffer": 4096},
            "model": {"name": "dcnv2", "embedding_dim": 8, "cross_num": 2, "cross_parameterization": "matrix",
                      "low_rank": 16, "hidden_units": [64, 32]},
-           "trainer": {"epochs": 3, "output_dir": str(tmp_path / "run"), "progress_bar": False,
+           "trainer": {"epochs": 2, "output_dir": str(tmp_path / "run"), "progress_bar": False,
                        "dense_optimizer": {"name": "adam", "lr": 0.002},
                        "sparse_optimizer": {"name": "exact_row_wise_adagrad", "lr": 0.1}},
            "sharding": {"tables": {"sparse_25": {"sharding_types": ["row_wise"]},

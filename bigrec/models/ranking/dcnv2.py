@@ -52,12 +52,47 @@ def make_cross_net(in_features: int, cross_num: int, cross_parameterization: str
     return LowRankMixtureCrossNet(in_features, cross_num, num_experts, low_rank)
 
 
+class _XavierParameters(nn.ParameterList):
+    """Cross kernels that re-initialise like TorchRec's (xavier-normal) after meta-device allocation."""
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            for param in self:
+                nn.init.xavier_normal_(param)
+
+
+class _ZeroParameters(nn.ParameterList):
+    """Cross biases that re-initialise to zero after meta-device allocation."""
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            for param in self:
+                param.zero_()
+
+
+def make_resettable(cross: nn.Module) -> nn.Module:
+    """Give TorchRec's cross-net parameter lists a ``reset_parameters``.
+
+    ``DistributedModelParallel`` allocates meta-device parameters uninitialised and
+    then calls ``reset_parameters`` of the module that holds them; TorchRec's cross
+    nets keep theirs in plain ``ParameterList``s, which have none (the gate of the
+    mixture is an ``nn.Linear`` and resets itself).
+    """
+    for name, child in list(cross.named_children()):
+        if isinstance(child, nn.ParameterList):
+            kind = _ZeroParameters if name == "bias" else _XavierParameters
+            setattr(cross, name, kind(list(child)))
+    return cross
+
+
 @register_model("dcnv2")
 class DCNV2(RecModel):
     """DCN-V2, parallel structure: ``head([cross(x0), mlp(x0)])``.
 
-    ``x0`` concatenates one D-dim embedding per id feature and the raw dense
-    features: ``[B, F * D + N_dense]``.
+    ``x0`` concatenates one D-dim embedding per id feature and, when the model
+    reads dense features, their linear projection to one more D-dim field (as
+    DLRM's dense arch does; raw counts would blow up through the multiplicative
+    cross layers): ``[B, F' * D]``.
 
     Args:
         schema: data schema.
@@ -92,17 +127,20 @@ class DCNV2(RecModel):
         self.id_names = [n for n in names if schema[n].kind != "dense"]
         self.register_buffer("dense_index", _dense_columns(schema, self.dense_names), persistent=False)
         self.embeddings = FeatureEmbeddings(schema, self.id_names, embedding_dim, device=device)
-        in_features = len(self.id_names) * embedding_dim + len(self.dense_index)
+        dense_dim = len(self.dense_index)
+        self.dense_field = nn.Linear(dense_dim, embedding_dim, device=device) if dense_dim else None
+        in_features = (len(self.id_names) + (1 if dense_dim else 0)) * embedding_dim
         # TorchRec's cross nets take no device argument: build them under the device context
         with torch.device(device) if device is not None else contextlib.nullcontext():
-            self.cross = make_cross_net(in_features, cross_num, cross_parameterization, low_rank, num_experts)
+            self.cross = make_resettable(
+                make_cross_net(in_features, cross_num, cross_parameterization, low_rank, num_experts))
         self.mlp = MLP(in_features, hidden_units, dropout_rates, activation, device=device)
         self.head = nn.Linear(in_features + self.mlp.out_features, 1, device=device)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         embedded = self.embeddings(batch).pooled
         inputs = [embedded[n] for n in self.id_names]  # F x [B, D]
-        if self.dense_names:
-            inputs.append(batch.dense[:, self.dense_index])  # [B, N_dense]
-        x0 = torch.cat(inputs, dim=1)  # [B, F * D + N_dense]
+        if self.dense_field is not None:
+            inputs.append(self.dense_field(batch.dense[:, self.dense_index]))  # [B, D]
+        x0 = torch.cat(inputs, dim=1)  # [B, F' * D]
         return self.head(torch.cat([self.cross(x0), self.mlp(x0)], dim=1)).squeeze(1)
