@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Optional, Sequence
 
 import torch
@@ -52,39 +51,6 @@ def make_cross_net(in_features: int, cross_num: int, cross_parameterization: str
     return LowRankMixtureCrossNet(in_features, cross_num, num_experts, low_rank)
 
 
-class _XavierParameters(nn.ParameterList):
-    """Cross kernels that re-initialise like TorchRec's (xavier-normal) after meta-device allocation."""
-
-    def reset_parameters(self) -> None:
-        with torch.no_grad():
-            for param in self:
-                nn.init.xavier_normal_(param)
-
-
-class _ZeroParameters(nn.ParameterList):
-    """Cross biases that re-initialise to zero after meta-device allocation."""
-
-    def reset_parameters(self) -> None:
-        with torch.no_grad():
-            for param in self:
-                param.zero_()
-
-
-def make_resettable(cross: nn.Module) -> nn.Module:
-    """Give TorchRec's cross-net parameter lists a ``reset_parameters``.
-
-    ``DistributedModelParallel`` allocates meta-device parameters uninitialised and
-    then calls ``reset_parameters`` of the module that holds them; TorchRec's cross
-    nets keep theirs in plain ``ParameterList``s, which have none (the gate of the
-    mixture is an ``nn.Linear`` and resets itself).
-    """
-    for name, child in list(cross.named_children()):
-        if isinstance(child, nn.ParameterList):
-            kind = _ZeroParameters if name == "bias" else _XavierParameters
-            setattr(cross, name, kind(list(child)))
-    return cross
-
-
 @register_model("dcnv2")
 class DCNV2(RecModel):
     """DCN-V2, parallel structure: ``head([cross(x0), mlp(x0)])``.
@@ -105,6 +71,8 @@ class DCNV2(RecModel):
         dropout_rates: one rate or one per hidden layer.
         embedding_dim: D, shared by all id features (fbgemm needs a multiple of 4).
         activation: MLP activation.
+        device: device of the embedding tables (``meta`` under sharding); dense layers
+            are built on the CPU and moved by ``DistributedModelParallel``.
 
     Shapes: ``forward(batch) -> [B]`` logits.
 
@@ -128,14 +96,11 @@ class DCNV2(RecModel):
         self.register_buffer("dense_index", _dense_columns(schema, self.dense_names), persistent=False)
         self.embeddings = FeatureEmbeddings(schema, self.id_names, embedding_dim, device=device)
         dense_dim = len(self.dense_index)
-        self.dense_field = nn.Linear(dense_dim, embedding_dim, device=device) if dense_dim else None
+        self.dense_field = nn.Linear(dense_dim, embedding_dim) if dense_dim else None
         in_features = (len(self.id_names) + (1 if dense_dim else 0)) * embedding_dim
-        # TorchRec's cross nets take no device argument: build them under the device context
-        with torch.device(device) if device is not None else contextlib.nullcontext():
-            self.cross = make_resettable(
-                make_cross_net(in_features, cross_num, cross_parameterization, low_rank, num_experts))
-        self.mlp = MLP(in_features, hidden_units, dropout_rates, activation, device=device)
-        self.head = nn.Linear(in_features + self.mlp.out_features, 1, device=device)
+        self.cross = make_cross_net(in_features, cross_num, cross_parameterization, low_rank, num_experts)
+        self.mlp = MLP(in_features, hidden_units, dropout_rates, activation)
+        self.head = nn.Linear(in_features + self.mlp.out_features, 1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         embedded = self.embeddings(batch).pooled
