@@ -21,7 +21,10 @@ class RecModel(nn.Module):
 
     Every constructor has the shape ``Model(schema, *, <reference parameters>,
     device=None)``; ``features`` defaults to all non-sequence features of the
-    schema. Tables are created on ``device`` (``meta`` under sharding).
+    schema. ``device`` is where the embedding tables are created (``meta`` under
+    sharding). Dense layers may be built there too only if their module has
+    ``reset_parameters`` (DMP re-initialises meta modules through it; ``build_model``
+    checks this); otherwise build them on the CPU and let DMP move them.
 
     ``forward(batch)`` returns logits: ``[B]`` for ranking, ``[B, T]`` for multi-task.
     """

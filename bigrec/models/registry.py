@@ -57,4 +57,29 @@ def build_model(name: str, schema: Schema, params: dict, device: Optional[torch.
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ConfigError(f"model '{name}' does not take parameter(s) {unknown}; it accepts {accepted}")
-    return cls(schema, **params, device=device)
+    model = cls(schema, **params, device=device)
+    if device is not None and torch.device(device).type == "meta":
+        _check_meta_parameters_reinitialisable(model)
+    return model
+
+
+def _check_meta_parameters_reinitialisable(model: RecModel) -> None:
+    """Every module holding meta-device parameters must be able to re-initialise them.
+
+    ``DistributedModelParallel`` materialises meta modules with ``to_empty`` and then
+    calls ``reset_parameters`` where a module has one; a weight of any other module
+    (e.g. TorchRec's ``CrossNet`` kernels, ``nn.MultiheadAttention``) would train from
+    uninitialised memory. Build such layers on the CPU (DMP moves them).
+    """
+    from bigrec.train.sharding import embedding_tables
+
+    table_paths = {path for path, *_ in embedding_tables(model).values()}
+    broken = [f"{path}.{name}" if path else name
+              for path, module in model.named_modules()
+              if not any(path == t or path.startswith(t + ".") for t in table_paths)
+              and not hasattr(module, "reset_parameters")
+              for name, p in module.named_parameters(recurse=False) if p.is_meta]
+    if broken:
+        raise RuntimeError(f"{type(model).__name__} builds parameters on the meta device in modules without "
+                           f"reset_parameters: {broken[:4]}; DMP would leave them uninitialised, so build "
+                           "those layers on the CPU (only tables need the meta device)")

@@ -66,11 +66,11 @@ class DeepFM(RecModel):
         # columns is still one scalar weight per id
         self.first_order = FeatureEmbeddings(schema, self.id_names, FIRST_ORDER_DIM, table_suffix="_linear",
                                              device=device)
-        self.dense_linear = nn.Linear(dense_dim, 1, device=device) if dense_dim else None
-        self.dense_field = nn.Linear(dense_dim, embedding_dim, device=device) if dense_dim else None
+        self.dense_linear = nn.Linear(dense_dim, 1) if dense_dim else None
+        self.dense_field = nn.Linear(dense_dim, embedding_dim) if dense_dim else None
         num_fields = len(self.id_names) + (1 if dense_dim else 0)
-        self.mlp = MLP(num_fields * embedding_dim, hidden_units, dropout_rates, activation, device=device)
-        self.head = nn.Linear(self.mlp.out_features, 1, device=device)
+        self.mlp = MLP(num_fields * embedding_dim, hidden_units, dropout_rates, activation)
+        self.head = nn.Linear(self.mlp.out_features, 1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         embedded = self.embeddings(batch).pooled
