@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", help="write the JSON report here")
     parser.add_argument("--chart", help="write the PNG chart here")
     parser.add_argument("--full-search", action="store_true",
-                        help="offer every sharding type to every table (slow on many ranks; default: row splits "
-                             "only for tables with >= 1024 rows per rank, replication only for tables <= 10k rows)")
+                        help="offer every sharding type to every table even for models of > 100 tables (slow on many "
+                             "ranks; default there: row splits only for tables with >= 1024 rows per rank, "
+                             "replication only for tables <= 10k rows)")
     parser.add_argument("--search-seconds", type=int, default=30,
                         help="time limit of TorchRec's proposal search; the best plan found by then wins (default 30)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary lines, not every table")

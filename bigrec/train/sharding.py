@@ -111,13 +111,17 @@ ROW_SPLITTING = ("row_wise", "table_row_wise", "grid_shard")
 
 
 def pruned_sharding_types(rows: int, world_size: int) -> list[str]:
-    """Sharding types worth considering for a ``rows``-row table on ``world_size`` ranks."""
-    types = [t for t in ALL_SHARDING_TYPES if t not in ROW_SPLITTING and t != ShardingType.DATA_PARALLEL.value]
-    if rows >= MIN_ROWS_PER_SHARD * world_size:
-        types += list(ROW_SPLITTING)
-    if rows <= MAX_REPLICATED_ROWS:
-        types.append(ShardingType.DATA_PARALLEL.value)
-    return types
+    """Sharding types worth considering for a ``rows``-row table on ``world_size`` ranks.
+
+    Kept in TorchRec's enum order: the planner breaks ties between equal estimates
+    (e.g. table-wise vs one-shard column-wise) by that order.
+    """
+    dropped = set()
+    if rows < MIN_ROWS_PER_SHARD * world_size:
+        dropped |= set(ROW_SPLITTING)
+    if rows > MAX_REPLICATED_ROWS:
+        dropped.add(ShardingType.DATA_PARALLEL.value)
+    return [t for t in ALL_SHARDING_TYPES if t not in dropped]
 
 
 def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels: Optional[list[str]] = None,
