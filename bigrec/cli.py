@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from bigrec.errors import BigrecError
+from bigrec.logs import quiet_third_party
 
 # Modules that register sub-commands; each has ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_third_party()
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

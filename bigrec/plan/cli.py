@@ -41,9 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bigrec.logs import quiet_third_party
-
-    quiet_third_party()
     from bigrec.config import load_config
     from bigrec.plan.planner import build_planning_module, dry_run
     from bigrec.plan.report import build_report, format_report, write_chart, write_json

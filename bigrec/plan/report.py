@@ -165,6 +165,7 @@ def write_chart(report: dict[str, Any], path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ranks = report["ranks"]
     s = report["summary"]
@@ -185,7 +186,7 @@ def write_chart(report: dict[str, Any], path: str | Path) -> None:
     mem_ax.set_ylabel("GiB per rank")
     mem_ax.legend(loc="upper right", fontsize=8)
     mem_ax.set_title(f"{topo['name']}: {s['num_tables']} tables on {s['world_size']} ranks, "
-                     f"optimizer {s['sparse_optimizer']}, imbalance (max/mean) memory "
+                     f"optimizer {s['sparse_optimizer']}\nimbalance (max/mean): memory "
                      f"{s['imbalance']['hbm' if cuda else 'ddr']:.2f}, time {s['imbalance']['time']:.2f}", fontsize=10)
     bottom = [0.0] * len(ranks)
     for key, label in (("fwd_compute_ms", "fwd compute"), ("fwd_comms_ms", "fwd comms"),
@@ -195,6 +196,7 @@ def write_chart(report: dict[str, Any], path: str | Path) -> None:
         bottom = [b + v for b, v in zip(bottom, values)]
     time_ax.set_ylabel("estimated ms / iteration")
     time_ax.set_xlabel("rank")
+    time_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     time_ax.legend(loc="upper right", fontsize=8, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -26,9 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from bigrec.logs import quiet_third_party
-
-    quiet_third_party()
     from bigrec.retrieval.export import export_embeddings
 
     meta = export_embeddings(args.checkpoint, args.output, args.split, args.data, args.batch_size)

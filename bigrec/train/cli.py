@@ -13,9 +13,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bigrec.logs import quiet_third_party
-
-    quiet_third_party()
     from bigrec.config import load_config
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train

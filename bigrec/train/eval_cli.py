@@ -31,9 +31,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from bigrec.logs import quiet_third_party
-
-    quiet_third_party()
     from bigrec.config import load_config
 
     return load_config(args.config, args.overrides)
