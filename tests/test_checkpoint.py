@@ -82,9 +82,8 @@ def test_position_continues_on_the_next_unread_batch(criteo_small, workers, shuf
 def test_rank_killed_under_torchx_resumes_and_reads_every_row_once(criteo_small, tmp_path, subprocess_env):
     """Rank 1 SIGKILLs itself at step 23 (epoch 2); torchrun restarts both ranks from step 20.
 
-    Two restarts are allowed: on this loaded 2-core machine the restarted ranks' gloo
-    connect occasionally fails ("connectFullMesh ... Connection refused"); torchrun
-    then restarts once more and the job still resumes from step 20.
+    One restart is allowed, so the restarted ranks must rendezvous at the first try
+    (each attempt's process group uses its own store prefix).
     """
     runs = {}
     for name, fault in (("reference", None), ("killed", "23")):
@@ -92,7 +91,7 @@ def test_rank_killed_under_torchx_resumes_and_reads_every_row_once(criteo_small,
         config = tmp_path / f"{name}.yaml"
         config.write_text(yaml.safe_dump(run_config(criteo_small, out)))
         command = [str(Path(sys.executable).parent / "torchx"), "run", "-s", "local_cwd",
-                   "launch/components.py:train", "--config", str(config), "-j", "1x2", "--max_restarts", "2"]
+                   "launch/components.py:train", "--config", str(config), "-j", "1x2", "--max_restarts", "1"]
         if fault:
             command[-2:-2] = ["--env", f"BIGREC_FAULT_AT_STEP={fault}"]
         done = subprocess.run(command, cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=300)
@@ -109,7 +108,7 @@ def test_rank_killed_under_torchx_resumes_and_reads_every_row_once(criteo_small,
     for rank, records in lineage.items():
         assert [r["step"] for r in records] == list(range(1, 33))  # each step trained once, in order
         attempts = {r["attempt"] for r in records}
-        assert 0 in attempts and len(attempts) == 2  # killed attempt + the one that finished
+        assert attempts == {0, 1}  # the killed attempt and the one restart that finished
         for record in records:
             np.add.at(seen[record["epoch"]], record["rows"], 1)
             assert record["checksum"] == pytest.approx(checksum[record["rows"]].sum(), rel=1e-6)

@@ -69,8 +69,14 @@ def init_process_group(env: DistEnv, timeout_s: float = 600.0) -> dist.ProcessGr
             os.environ.setdefault("MASTER_PORT", str(free_port()))
         if env.compute_device == "cuda":
             torch.cuda.set_device(env.device)
-        dist.init_process_group(backend=env.backend, rank=env.rank, world_size=env.world_size,
-                                timeout=timedelta(seconds=timeout_s))
+        timeout = timedelta(seconds=timeout_s)
+        store, _, _ = next(dist.rendezvous("env://", env.rank, env.world_size, timeout=timeout))
+        # After torchrun restarts the workers, the agent's store can still hold the
+        # previous attempt's gloo addresses; a per-attempt prefix keeps them apart.
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"bigrec/attempt_{attempt}", store)
+        dist.init_process_group(backend=env.backend, store=store, rank=env.rank, world_size=env.world_size,
+                                timeout=timeout)
     return dist.group.WORLD
 
 
