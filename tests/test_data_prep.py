@@ -388,7 +388,7 @@ def test_synthetic_labels_carry_the_planted_signal(synthetic):
 def test_synthetic_is_deterministic(tmp_path):
     a = generate_criteo_like(tmp_path / "a", 3000, cardinalities=[5, 50, 500], seed=1, num_dense=4)
     b = generate_criteo_like(tmp_path / "b", 3000, cardinalities=[5, 50, 500], seed=1, num_dense=4)
-    c = generate_criteo_like(tmp_path / "c", 3000, cardinalities=[5, 50, 500], seed=2, num_dense=4)
+    generate_criteo_like(tmp_path / "c", 3000, cardinalities=[5, 50, 500], seed=2, num_dense=4)
     assert a == b
     for split in SPLITS:
         ta = pq.read_table(tmp_path / "a" / f"{split}.parquet")

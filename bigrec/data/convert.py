@@ -55,7 +55,9 @@ def _check_column_type(arrow_schema: pa.Schema, name: str, path: str, kind: str)
 
 def _column(table: pa.Table, name: str) -> pa.Array:
     column = table.column(name)
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if column.num_chunks == 1:
+        return column.chunk(0)
+    return column.combine_chunks()
 
 
 def check_values(table: pa.Table, schema: Schema, path: str) -> None:
@@ -170,6 +172,7 @@ def table_to_batch(table: pa.Table, schema: Schema, path: str = "<memory>", chec
     """
     if not checked:
         check_values(table, schema, path)
+    table = table.combine_chunks()  # one pass over all columns; each column is then a single chunk
     pooled = [schema[name] for name in schema.pooled_keys]
     sequences = [schema[name] for name in schema.sequence_keys]
     return Batch(

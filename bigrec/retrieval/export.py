@@ -14,7 +14,6 @@ and excludes each user's seen items.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Sequence
 

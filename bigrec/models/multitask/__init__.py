@@ -1,4 +1,4 @@
-"""Multi-task models (``task = "multitask"``, logits ``[B, T]``) and their shared input/tower blocks."""
+"""Multi-task models (``task = "multitask"``, logits ``[B, T]``) and their shared task towers."""
 
 from __future__ import annotations
 
@@ -7,31 +7,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from bigrec.batch import Batch
-from bigrec.features import Schema
-from bigrec.models.embeddings import FeatureEmbeddings
 from bigrec.models.layers import MLP
-from bigrec.models.ranking.deepfm import _dense_columns
-
-
-class FlatInput(nn.Module):
-    """Every pooled id embedding and the dense columns, concatenated.
-
-    Shapes: ``forward(batch) -> [B, F * D + Nd]``; ``out_features`` is that width.
-    """
-
-    def __init__(self, schema: Schema, names: list[str], embedding_dim: int,
-                 device: Optional[torch.device] = None) -> None:
-        super().__init__()
-        dense_names = [n for n in names if schema[n].kind == "dense"]
-        self.id_names = [n for n in names if schema[n].kind != "dense"]
-        self.embeddings = FeatureEmbeddings(schema, self.id_names, embedding_dim, device=device)
-        self.register_buffer("dense_index", _dense_columns(schema, dense_names), persistent=False)
-        self.out_features = len(self.id_names) * embedding_dim + len(self.dense_index)
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        pooled = self.embeddings(batch).pooled
-        return torch.cat([pooled[n] for n in self.id_names] + [batch.dense[:, self.dense_index]], dim=-1)
 
 
 class TaskTowers(nn.Module):

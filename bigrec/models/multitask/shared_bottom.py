@@ -11,7 +11,8 @@ from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
 from bigrec.models.layers import MLP
-from bigrec.models.multitask import FlatInput, TaskTowers
+from bigrec.models.inputs import FlatInput
+from bigrec.models.multitask import TaskTowers
 from bigrec.models.registry import register_model
 
 

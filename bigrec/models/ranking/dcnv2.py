@@ -14,7 +14,7 @@ from bigrec.features import Schema
 from bigrec.models.base import RecModel
 from bigrec.models.embeddings import FeatureEmbeddings
 from bigrec.models.layers import MLP
-from bigrec.models.ranking.deepfm import _dense_columns
+from bigrec.models.inputs import DenseColumns, id_feature_names
 from bigrec.models.registry import register_model
 
 CROSS_PARAMETERIZATIONS = ("vector", "matrix")
@@ -91,11 +91,10 @@ class DCNV2(RecModel):
                  embedding_dim: int = 16, activation: str = "relu", device: Optional[torch.device] = None) -> None:
         super().__init__(schema)
         names = self.resolve_features(features)
-        self.dense_names = [n for n in names if schema[n].kind == "dense"]
-        self.id_names = [n for n in names if schema[n].kind != "dense"]
-        self.register_buffer("dense_index", _dense_columns(schema, self.dense_names), persistent=False)
+        self.id_names = id_feature_names(schema, names)
+        self.dense = DenseColumns(schema, names)
         self.embeddings = FeatureEmbeddings(schema, self.id_names, embedding_dim, device=device)
-        dense_dim = len(self.dense_index)
+        dense_dim = self.dense.out_features
         self.dense_field = nn.Linear(dense_dim, embedding_dim) if dense_dim else None
         in_features = (len(self.id_names) + (1 if dense_dim else 0)) * embedding_dim
         self.cross = make_cross_net(in_features, cross_num, cross_parameterization, low_rank, num_experts)
@@ -106,6 +105,6 @@ class DCNV2(RecModel):
         embedded = self.embeddings(batch).pooled
         inputs = [embedded[n] for n in self.id_names]  # F x [B, D]
         if self.dense_field is not None:
-            inputs.append(self.dense_field(batch.dense[:, self.dense_index]))  # [B, D]
+            inputs.append(self.dense_field(self.dense(batch)))  # [B, D]
         x0 = torch.cat(inputs, dim=1)  # [B, F' * D]
         return self.head(torch.cat([self.cross(x0), self.mlp(x0)], dim=1)).squeeze(1)

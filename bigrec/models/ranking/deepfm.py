@@ -11,6 +11,7 @@ from bigrec.batch import Batch
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
 from bigrec.models.embeddings import FeatureEmbeddings
+from bigrec.models.inputs import DenseColumns, id_feature_names
 from bigrec.models.layers import MLP
 from bigrec.models.registry import register_model
 
@@ -57,10 +58,9 @@ class DeepFM(RecModel):
                  embedding_dim: int = 16, activation: str = "relu", device: Optional[torch.device] = None) -> None:
         super().__init__(schema)
         names = self.resolve_features(features)
-        self.dense_names = [n for n in names if schema[n].kind == "dense"]
-        self.id_names = [n for n in names if schema[n].kind != "dense"]
-        dense_dim = sum(schema[n].dim for n in self.dense_names)
-        self.register_buffer("dense_index", _dense_columns(schema, self.dense_names), persistent=False)
+        self.id_names = id_feature_names(schema, names)
+        self.dense = DenseColumns(schema, names)
+        dense_dim = self.dense.out_features
         self.embeddings = FeatureEmbeddings(schema, self.id_names, embedding_dim, device=device)
         # fbgemm's fused kernels need dims divisible by 4: a 4-column table summed over its
         # columns is still one scalar weight per id
@@ -78,18 +78,10 @@ class DeepFM(RecModel):
         first_order = self.first_order(batch).pooled
         linear = torch.stack([first_order[n] for n in self.id_names], dim=1).sum(dim=(1, 2))  # [B, F, 4] -> [B]
         if self.dense_field is not None:
-            dense = batch.dense[:, self.dense_index]
+            dense = self.dense(batch)
             fields.append(self.dense_field(dense))
             linear = linear + self.dense_linear(dense).squeeze(1)
         stacked = torch.stack(fields, dim=1)  # [B, F, D]
         deep = self.head(self.mlp(stacked.flatten(1))).squeeze(1)
         return linear + factorization_machine(stacked) + deep
 
-
-def _dense_columns(schema: Schema, names: list[str]) -> torch.Tensor:
-    """Column indices of ``names`` in ``Batch.dense``."""
-    starts, cursor = {}, 0
-    for feature in schema.dense:
-        starts[feature.name] = (cursor, feature.dim)
-        cursor += feature.dim
-    return torch.tensor([starts[n][0] + i for n in names for i in range(starts[n][1])], dtype=torch.long)

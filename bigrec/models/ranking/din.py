@@ -23,7 +23,7 @@ from bigrec.features import Schema, SequenceFeature
 from bigrec.models.base import RecModel
 from bigrec.models.embeddings import FeatureEmbeddings
 from bigrec.models.layers import MLP
-from bigrec.models.ranking.deepfm import _dense_columns
+from bigrec.models.inputs import DenseColumns, id_feature_names
 from bigrec.models.registry import register_model
 
 
@@ -136,14 +136,13 @@ class DIN(RecModel):
         else:
             self.resolve_features(list(behavior_features))
         self.pairs = _pair_behaviors(schema, names, behavior_features)
-        self.dense_names = [n for n in names if schema[n].kind == "dense"]
-        self.id_names = [n for n in names if schema[n].kind != "dense"]
+        self.id_names = id_feature_names(schema, names)
+        self.dense = DenseColumns(schema, names)
         histories = [h for _, h in self.pairs]
         self.embeddings = FeatureEmbeddings(schema, self.id_names + histories, embedding_dim, device=device)
-        self.register_buffer("dense_index", _dense_columns(schema, self.dense_names), persistent=False)
         interest_dim = len(self.pairs) * embedding_dim
         self.attention_unit = DINAttention(interest_dim, attention_units, activation, device=device)
-        in_dim = len(self.id_names) * embedding_dim + interest_dim + len(self.dense_index)
+        in_dim = len(self.id_names) * embedding_dim + interest_dim + self.dense.out_features
         self.mlp = MLP(in_dim, hidden_units, dropout_rates, activation, device=device)
         self.head = nn.Linear(self.mlp.out_features, 1, device=device)
 
@@ -161,5 +160,5 @@ class DIN(RecModel):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         embedded, interest, _ = self._interest(batch)
-        parts = [embedded.pooled[n] for n in self.id_names] + [interest, batch.dense[:, self.dense_index]]
+        parts = [embedded.pooled[n] for n in self.id_names] + [interest, self.dense(batch)]
         return self.head(self.mlp(torch.cat(parts, dim=-1))).squeeze(-1)
