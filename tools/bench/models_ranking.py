@@ -115,6 +115,8 @@ def quality(epochs: int | None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         data = _ensure_data(Path(tmp))
         din_ml = _run(ROOT / "configs/ranking/din_ml100k.yaml", extra + [f"data.path={data['ranking']}"], f"{tmp}/a")
+        deepfm_ml = _run(ROOT / "configs/ranking/deepfm_ml100k.yaml", extra + [f"data.path={data['ranking']}"],
+                         f"{tmp}/a2")
         mmoe_ml = _run(ROOT / "configs/multitask/mmoe_ml100k.yaml", extra + [f"data.path={data['impressions']}"],
                        f"{tmp}/b")
         behavior = [f"data.path={data['behavior']}"]
@@ -133,6 +135,7 @@ def quality(epochs: int | None) -> str:
         "| data | model | test AUC |",
         "|---|---|---|",
         f"| MovieLens-100k ranking split | DIN (`din_ml100k.yaml`) | {din_ml['auc']:.4f} |",
+        f"| MovieLens-100k ranking split | DeepFM (`deepfm_ml100k.yaml`, no history) | {deepfm_ml['auc']:.4f} |",
         f"| MovieLens-100k impressions | MMoE (`mmoe_ml100k.yaml`) | click {mmoe_ml['click/auc']:.4f}, "
         f"conversion {mmoe_ml['conversion/auc']:.4f} |",
         f"| synthetic behaviour | DIN (`din_synthetic.yaml`) | {din_syn['auc']:.4f} |",
