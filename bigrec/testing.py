@@ -49,3 +49,33 @@ def run_ranks(fn: Callable, world_size: int, *args: Any, threads: int = 1) -> li
     if errors:
         raise RuntimeError("\n".join(errors))
     return [value for _, value in results]
+
+
+def train_from_seed(config, steps: int, seed: int = 1234) -> dict:
+    """One rank's part of a sharded-vs-unsharded comparison (call it inside ``run_ranks``).
+
+    Builds the real :class:`~bigrec.train.trainer.Trainer` for ``config``, copies in the
+    weights of an unsharded model built with ``seed`` (identical on every rank and
+    world size), trains ``steps`` steps and returns the global mean loss of each
+    step, the validation metrics and each table's ``(sharding type, ranks)``.
+    """
+    import torch.distributed as dist
+
+    from bigrec.data.stream import make_loader
+    from bigrec.models import build_model
+    from bigrec.train.state import load_full_state
+    from bigrec.train.trainer import Trainer, prepare
+
+    trainer = Trainer(config, prepare(config))
+    torch.manual_seed(seed)
+    reference = trainer.task.wrap(build_model(config.model.name, trainer.schema, config.model.params))
+    load_full_state(trainer.model, reference.state_dict())
+    trainer.model.train()
+    losses = []
+    for output in trainer._steps(make_loader(trainer.splits["train"]), steps):
+        loss = output[0].detach().clone()
+        dist.all_reduce(loss)
+        losses.append(loss.item() / dist.get_world_size())
+    placement = {table: (entry.sharding_type, sorted(entry.ranks or []))
+                 for module_plan in trainer.plan.plan.values() for table, entry in module_plan.items()}
+    return {"losses": losses, "valid": trainer.evaluate("valid"), "placement": placement}

@@ -154,36 +154,14 @@ def parity_config(model: str, data_dir: Path, out_dir: Path, batch_size: int, sh
 
 def train_models_and_report(data_dirs: dict[str, str], out_dir: str, batch_size: int,
                             sharding_types: list[str]) -> dict:
-    """Per rank and model: the trainer, identical initial weights, STEPS steps' global mean losses, valid."""
-    import torch.distributed as dist
-
-    from bigrec.data.stream import make_loader
-    from bigrec.features import Schema
-    from bigrec.train.state import load_full_state
-    from bigrec.train.trainer import Trainer, prepare
+    """Per rank and model: identical initial weights, STEPS steps' global mean losses, validation metrics."""
+    from bigrec.testing import train_from_seed
     from tests.test_distributed import STEPS
 
-    results = {}
-    for model, data_dir in data_dirs.items():
-        for sharding_type in sharding_types:
-            config = parity_config(model, Path(data_dir), Path(out_dir) / model / sharding_type, batch_size,
-                                   sharding_type)
-            trainer = Trainer(config, prepare(config))
-            torch.manual_seed(1234)
-            schema = Schema.load(Path(data_dir) / "schema.json")
-            reference = build_model(model, schema, config.model.params)
-            load_full_state(trainer.model, trainer.task.wrap(reference).state_dict())
-            trainer.model.train()
-            losses = []
-            for output in trainer._steps(make_loader(trainer.splits["train"]), STEPS):
-                loss = output[0].detach().clone()
-                dist.all_reduce(loss)
-                losses.append(loss.item() / dist.get_world_size())
-            placement = {table: (entry.sharding_type, sorted(entry.ranks or []))
-                         for plan in trainer.plan.plan.values() for table, entry in plan.items()}
-            results[(model, sharding_type)] = {"losses": losses, "valid": trainer.evaluate("valid"),
-                                               "placement": placement}
-    return results
+    return {(model, sharding_type): train_from_seed(
+                parity_config(model, Path(data_dir), Path(out_dir) / model / sharding_type, batch_size, sharding_type),
+                STEPS)
+            for model, data_dir in data_dirs.items() for sharding_type in sharding_types}
 
 
 @pytest.mark.dist

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bigrec.testing import run_ranks
+from bigrec.testing import run_ranks, train_from_seed
 
 pytestmark = pytest.mark.dist
 
@@ -29,39 +29,10 @@ def deepfm_config(data_dir: Path, out_dir: Path, batch_size: int, sharding_type:
 
 
 def train_and_report(data_dir: str, out_dir: str, batch_size: int, sharding_types: list[str]) -> dict:
-    """Per rank: build the trainer, load identical initial weights, train STEPS steps, evaluate."""
-    import torch
-    import torch.distributed as dist
-
-    from bigrec.features import Schema
-    from bigrec.models import build_model
-    from bigrec.tasks import build_task
-    from bigrec.train.state import load_full_state
-    from bigrec.train.trainer import Trainer, prepare
-
-    results = {}
-    for sharding_type in sharding_types:
-        config = deepfm_config(Path(data_dir), Path(out_dir) / sharding_type, batch_size, sharding_type)
-        prepared = prepare(config)
-        trainer = Trainer(config, prepared)
-        torch.manual_seed(1234)
-        schema = Schema.load(Path(data_dir) / "schema.json")
-        reference = build_task(build_model("deepfm", schema, config.model.params), schema, config.task)
-        reference = reference.wrap(build_model("deepfm", schema, config.model.params))
-        load_full_state(trainer.model, reference.state_dict())
-
-        from bigrec.data.stream import make_loader
-
-        trainer.model.train()
-        losses = []
-        for output in trainer._steps(make_loader(trainer.splits["train"]), STEPS):
-            loss = output[0].detach().clone()
-            dist.all_reduce(loss)
-            losses.append(loss.item() / dist.get_world_size())
-        placement = {table: (entry.sharding_type, sorted(entry.ranks or []))
-                     for module_plan in trainer.plan.plan.values() for table, entry in module_plan.items()}
-        results[sharding_type] = {"losses": losses, "valid": trainer.evaluate("valid"), "placement": placement}
-    return results
+    """Per rank: identical initial weights, STEPS steps, global mean losses and validation metrics."""
+    return {sharding_type: train_from_seed(deepfm_config(Path(data_dir), Path(out_dir) / sharding_type, batch_size,
+                                                         sharding_type), STEPS)
+            for sharding_type in sharding_types}
 
 
 def write_rank_data(source: Path, one_rank: Path, two_ranks: Path) -> None:
