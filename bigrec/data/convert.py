@@ -127,12 +127,15 @@ def _apply_id_policy(ids: np.ndarray, feature: IdFeature) -> np.ndarray:
     return ids
 
 
-def _ids_and_lengths(table: pa.Table, feature: IdFeature) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(ids int64 [N], lengths int32 [B])`` of one feature, policy applied."""
+def _ids_and_lengths(table: pa.Table, feature: IdFeature, ones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(ids int64 [N], lengths int32 [B])`` of one feature, policy applied.
+
+    ``ones`` is a ``[B]`` array of ones, shared as the lengths of single-id features.
+    """
     array = _column(table, feature.name)
     if isinstance(feature, SparseFeature) and not feature.multi_valued:
         ids = array.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        return _apply_id_policy(ids, feature), np.ones(len(ids), dtype=np.int32)
+        return _apply_id_policy(ids, feature), ones
     # list column: a null list is an empty list
     lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int32)
     ids = array.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
@@ -155,7 +158,8 @@ def _keep_most_recent(ids: np.ndarray, lengths: np.ndarray, max_len: int) -> tup
 def _kjt(table: pa.Table, features: list[IdFeature]) -> KeyedJaggedTensor:
     if not features:
         return KeyedJaggedTensor.empty(values_dtype=torch.int64)
-    all_ids, all_lengths = zip(*(_ids_and_lengths(table, f) for f in features))
+    ones = np.ones(table.num_rows, dtype=np.int32)
+    all_ids, all_lengths = zip(*(_ids_and_lengths(table, f, ones) for f in features))
     return KeyedJaggedTensor(
         keys=[f.name for f in features],
         values=torch.from_numpy(np.concatenate(all_ids)),
