@@ -5,7 +5,7 @@ BIGREC_VARIANT ?= cpu
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test test-fast install data bench clean
+.PHONY: demo test test-fast install data data-synthetic bench clean
 
 $(VENV)/.installed: tools/install.sh setup.cfg pyproject.toml
 	BIGREC_VARIANT=$(BIGREC_VARIANT) VENV=$(VENV) bash tools/install.sh
@@ -17,7 +17,17 @@ data/ml-100k/ranking/schema.json: | $(VENV)/.installed
 	bash tools/fetch_movielens.sh data/raw/ml-100k
 	$(VENV)/bin/bigrec data movielens --source data/raw/ml-100k --output data/ml-100k
 
-data: data/ml-100k/ranking/schema.json
+data/ml-100k/impressions/schema.json: data/ml-100k/ranking/schema.json
+	$(VENV)/bin/bigrec data movielens-impressions --source data/raw/ml-100k --output data/ml-100k/impressions
+
+data: data/ml-100k/ranking/schema.json data/ml-100k/impressions/schema.json
+
+# Synthetic data sets with planted signals (configs/*/*_synthetic.yaml).
+data-synthetic: | $(VENV)/.installed
+	$(VENV)/bin/bigrec data synthetic-criteo --output data/synthetic/criteo --rows 1000000
+	$(VENV)/bin/bigrec data synthetic-behavior --output data/synthetic/behavior
+	$(VENV)/bin/bigrec data synthetic-multitask --output data/synthetic/multitask --correlation 0
+	$(VENV)/bin/bigrec data synthetic-sequences --output data/synthetic/sequences
 
 # Train DeepFM on MovieLens-100k on 2 ranks through TorchX (local scheduler).
 demo: data
@@ -33,6 +43,7 @@ test-fast: $(VENV)/.installed
 bench: data
 	$(PY) tools/bench/data_bench.py
 	$(PY) tools/bench/train_bench.py
+	$(PY) tools/bench/models.py
 
 clean:
 	rm -rf $(VENV) runs data
