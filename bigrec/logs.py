@@ -17,6 +17,7 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torchrec\..*")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\..*")
     warnings.filterwarnings("ignore", message=r".*is_fx_tracing.*")
+    warnings.filterwarnings("ignore", message=r".*deprecating ShardedTensor.*")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.distributed\.checkpoint.*")
     warnings.filterwarnings("ignore", message=r".*an autograd kernel was not registered.*")
     logging.getLogger().setLevel(logging.ERROR)  # TorchRec logs shard-spec notes on the root logger
