@@ -20,6 +20,8 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", message=r".*deprecating ShardedTensor.*")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.distributed\.checkpoint.*")
     warnings.filterwarnings("ignore", message=r".*an autograd kernel was not registered.*")
+    import torch  # noqa: F401  (torch sets its loggers' levels on import: set ours after it)
+
     logging.getLogger().setLevel(logging.ERROR)  # TorchRec logs shard-spec notes on the root logger
     for name in ("torchrec", "torch.distributed", "torch.fx", "torch._dynamo"):
         logging.getLogger(name).setLevel(logging.ERROR)
