@@ -185,14 +185,22 @@ def config_from_dict(raw: dict, source: str = "") -> Config:
     )
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load a YAML run config and apply dotted command-line overrides."""
+def read_yaml(path: str | Path, what: str = "config") -> dict:
+    """A YAML file's contents (``{}`` when empty); a ConfigError names the file otherwise."""
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: {what} file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a {what} file is a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load a YAML run config and apply dotted command-line overrides."""
+    raw = read_yaml(path)
     try:
         return config_from_dict(apply_overrides(raw, list(overrides or [])), source=str(path))
     except ConfigError as exc:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
 
+from bigrec.config import read_yaml
 from bigrec.errors import ConfigError
 
 GIB = 1024**3
@@ -94,14 +94,7 @@ class TopologySpec:
 
 def load_topology(path: str | Path) -> TopologySpec:
     """Read a topology YAML file (unknown keys are errors that list the valid ones)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: topology file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a topology file is a mapping of keys, got {type(raw).__name__}")
+    raw = read_yaml(path, "topology")
     fields = {f.name for f in dataclasses.fields(TopologySpec)}
     unknown = sorted(set(raw) - fields)
     if unknown:
