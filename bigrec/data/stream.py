@@ -350,7 +350,6 @@ def validate_rank_data(dataset: ParquetBatches) -> None:
         dataset.read_piece(piece, files)
 
 
-
 def open_split(spec: str, schema: Schema, batch_size: int, rank: int, world_size: int,
                shuffle_buffer: int = 0, seed: int = 0) -> ParquetBatches:
     """``ParquetBatches`` for a file/dir/glob ``spec``."""
