@@ -197,19 +197,25 @@ def _read_grouplens(source: Path) -> RawMovieLens:
     titles = _strings(items["movie_title"])
     years = [_year_from(date[-4:] if date else "", title)
              for date, title in zip(_strings(items["release_date"]), titles)]
+    return _assemble("grouplens", data_path, inter, users, _strings(items["item_id"]), years, item_genres)
+
+
+def _assemble(layout: str, inter_path: Path, inter: dict, users: dict, item_ids: list[str],
+              item_year: list, item_genres: list[list[str]]) -> RawMovieLens:
+    """``RawMovieLens`` from the columns both layouts share once read (interactions, users)."""
     return RawMovieLens(
-        layout="grouplens",
+        layout=layout,
         inter_user=_strings(inter["user_id"]),
         inter_item=_strings(inter["item_id"]),
-        rating=_to_numbers(data_path, "rating", inter["rating"]),
-        timestamp=_to_numbers(data_path, "timestamp", inter["timestamp"]).astype(np.int64),
+        rating=_to_numbers(inter_path, "rating", inter["rating"]),
+        timestamp=_to_numbers(inter_path, "timestamp", inter["timestamp"]).astype(np.int64),
         user_ids=_strings(users["user_id"]),
         user_age=_strings(users["age"]),
         user_gender=_strings(users["gender"]),
         user_occupation=_strings(users["occupation"]),
         user_zip=_strings(users["zip_code"]),
-        item_ids=_strings(items["item_id"]),
-        item_year=years,
+        item_ids=item_ids,
+        item_year=item_year,
         item_genres=item_genres,
     )
 
@@ -230,21 +236,9 @@ def _read_atomic_layout(source: Path) -> RawMovieLens:
     users = _read_atomic(user_path, ["user_id", "age", "gender", "occupation", "zip_code"])
     items = _read_atomic(item_path, ["item_id", "release_year", "class"])
     titles = _strings(items["movie_title"]) if "movie_title" in items else [""] * len(items["item_id"])
-    return RawMovieLens(
-        layout="atomic",
-        inter_user=_strings(inter["user_id"]),
-        inter_item=_strings(inter["item_id"]),
-        rating=_to_numbers(inter_path, "rating", inter["rating"]),
-        timestamp=_to_numbers(inter_path, "timestamp", inter["timestamp"]).astype(np.int64),
-        user_ids=_strings(users["user_id"]),
-        user_age=_strings(users["age"]),
-        user_gender=_strings(users["gender"]),
-        user_occupation=_strings(users["occupation"]),
-        user_zip=_strings(users["zip_code"]),
-        item_ids=_strings(items["item_id"]),
-        item_year=[_year_from(y, t) for y, t in zip(_strings(items["release_year"]), titles)],
-        item_genres=[c.split() for c in _strings(items["class"])],
-    )
+    return _assemble("atomic", inter_path, inter, users, _strings(items["item_id"]),
+                     [_year_from(y, t) for y, t in zip(_strings(items["release_year"]), titles)],
+                     [c.split() for c in _strings(items["class"])])
 
 
 def detect_layout(source: str | Path) -> str:
