@@ -1,5 +1,10 @@
 """Feature schema: the single source of truth for features, tables and labels.
 
+Every feature says which *side* it describes: ``user`` (the user and their
+history), ``item`` (the candidate item and its attributes) or ``context`` (the
+request: time, device, ...). Two-tower models take their towers' inputs by side,
+so the candidate's own features never reach a user tower.
+
 A :class:`Schema` lists dense, sparse (categorical, single- or multi-valued) and
 sequence features plus label columns. Features name the embedding *table* they
 read, so two features can share one table (``item_id`` and ``hist_item_ids``).
@@ -21,6 +26,7 @@ from typing import Iterable, Literal, Union
 from bigrec.errors import SchemaError
 
 IdPolicy = Literal["error", "modulo", "hash"]
+SIDES = ("user", "item", "context")
 ID_POLICIES = ("error", "modulo", "hash")
 POOLINGS = ("sum", "mean")
 
@@ -31,6 +37,7 @@ class DenseFeature:
 
     name: str
     dim: int = 1
+    side: str = "context"
     kind: str = field(default="dense", init=False)
 
 
@@ -54,6 +61,7 @@ class SparseFeature:
     multi_valued: bool = False
     pooling: str = "sum"
     id_policy: str = "error"
+    side: str = "context"
     kind: str = field(default="sparse", init=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +82,7 @@ class SequenceFeature:
     table: str = ""
     max_len: int = 50
     id_policy: str = "error"
+    side: str = "user"
     kind: str = field(default="sequence", init=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +134,8 @@ class Schema:
                 if feature.id_policy not in ID_POLICIES:
                     raise SchemaError(
                         f"feature '{feature.name}': id_policy '{feature.id_policy}' is not one of {ID_POLICIES}")
+            if feature.side not in SIDES:
+                raise SchemaError(f"feature '{feature.name}': side '{feature.side}' is not one of {SIDES}")
             if isinstance(feature, SparseFeature) and feature.pooling not in POOLINGS:
                 raise SchemaError(f"feature '{feature.name}': pooling must be one of {POOLINGS}")
             self._by_name[feature.name] = feature
@@ -156,6 +167,12 @@ class Schema:
     @property
     def id_features(self) -> list[IdFeature]:
         return [f for f in self.features if not isinstance(f, DenseFeature)]
+
+    def side(self, side: str) -> list[Feature]:
+        """The features describing ``side`` (``user``, ``item`` or ``context``), in schema order."""
+        if side not in SIDES:
+            raise SchemaError(f"side '{side}' is not one of {SIDES}")
+        return [f for f in self.features if f.side == side]
 
     @property
     def dense_dim(self) -> int:

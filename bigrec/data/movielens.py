@@ -415,14 +415,15 @@ def build_schema(vocab: dict[str, dict[str, int]], history_len: int,
     """The bigrec schema of a prepared MovieLens directory."""
     size = {name: len(values) + 1 for name, values in vocab.items()}
     features = [
-        SparseFeature("user_id", size["user_id"], embedding_dim),
-        SparseFeature("item_id", size["item_id"], embedding_dim, table="item"),
-        SparseFeature("gender", size["gender"], embedding_dim),
-        SparseFeature("age", size["age"], embedding_dim),
-        SparseFeature("occupation", size["occupation"], embedding_dim),
-        SparseFeature("zip3", size["zip3"], embedding_dim),
-        SparseFeature("genres", size["genres"], embedding_dim, multi_valued=True, pooling="mean"),
-        SparseFeature("year", size["year"], embedding_dim),
+        SparseFeature("user_id", size["user_id"], embedding_dim, side="user"),
+        SparseFeature("item_id", size["item_id"], embedding_dim, table="item", side="item"),
+        SparseFeature("gender", size["gender"], embedding_dim, side="user"),
+        SparseFeature("age", size["age"], embedding_dim, side="user"),
+        SparseFeature("occupation", size["occupation"], embedding_dim, side="user"),
+        SparseFeature("zip3", size["zip3"], embedding_dim, side="user"),
+        SparseFeature("genres", size["genres"], embedding_dim, multi_valued=True, pooling="mean",
+                      side="item"),
+        SparseFeature("year", size["year"], embedding_dim, side="item"),
         SequenceFeature("hist_item_ids", size["item_id"], embedding_dim, table="item", max_len=history_len),
     ]
     return Schema(features, labels=["click"], metadata=dict(metadata or {}))

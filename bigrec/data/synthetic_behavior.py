@@ -39,9 +39,9 @@ def build_schema(num_items: int, num_categories: int, num_users: int, max_len: i
                  metadata: dict | None = None) -> Schema:
     """Candidate and history share the tables ``item`` and ``cat``."""
     features = [
-        SparseFeature("user_id", num_users, embedding_dim),
-        SparseFeature("item_id", num_items + 1, embedding_dim, table="item"),
-        SparseFeature("item_cat", num_categories + 1, embedding_dim, table="cat"),
+        SparseFeature("user_id", num_users, embedding_dim, side="user"),
+        SparseFeature("item_id", num_items + 1, embedding_dim, table="item", side="item"),
+        SparseFeature("item_cat", num_categories + 1, embedding_dim, table="cat", side="item"),
         SequenceFeature("hist_item_ids", num_items + 1, embedding_dim, table="item", max_len=max_len),
         SequenceFeature("hist_cat_ids", num_categories + 1, embedding_dim, table="cat", max_len=max_len),
     ]

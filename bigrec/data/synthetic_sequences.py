@@ -88,8 +88,8 @@ def sequences_to_rows(users: np.ndarray, walks: list[np.ndarray], history_len: i
 def build_schema(num_users: int, num_items: int, history_len: int, embedding_dim: int = 32,
                  metadata: dict | None = None) -> Schema:
     return Schema([
-        SparseFeature("user_id", num_users + 1, embedding_dim),
-        SparseFeature("item_id", num_items + 1, embedding_dim, table="item"),
+        SparseFeature("user_id", num_users + 1, embedding_dim, side="user"),
+        SparseFeature("item_id", num_items + 1, embedding_dim, table="item", side="item"),
         SequenceFeature("hist_item_ids", num_items + 1, embedding_dim, table="item", max_len=history_len),
     ], labels=[], metadata=dict(metadata or {}))
 
