@@ -18,7 +18,7 @@ from bigrec.logs import quiet_third_party
 COMMAND_MODULES = (
     "bigrec.train.cli",
     "bigrec.data.cli",
-    "bigrec.retrieval.cli",
+    "bigrec.serving.cli",
     "bigrec.train.eval_cli",
     "bigrec.plan.cli",
 )

@@ -13,7 +13,8 @@ from bigrec.data.convert import table_to_batch
 from bigrec.data.synthetic_behavior import build_schema, generate_behavior
 from bigrec.errors import ConfigError
 from bigrec.models import build_model
-from bigrec.models.ranking.din import DIN, DINAttention
+from bigrec.models.ranking.din import DIN
+from bigrec.models.sequence import TargetAttention
 from tests.model_training import fit_and_evaluate
 
 BEHAVIOR = {"item_id": "hist_item_ids", "item_cat": "hist_cat_ids"}
@@ -52,13 +53,13 @@ def test_attention_is_zero_on_padding_and_empty_history_is_finite():
     assert torch.all(weights[0] != 0)
     assert torch.equal(weights[1, 2:], torch.zeros(2)) and torch.all(weights[1, :2] != 0)
     assert torch.equal(weights[2], torch.zeros(4))  # empty history
-    logits = model(batch)
+    logits = model(batch).logits
     assert logits.shape == (3,) and torch.isfinite(logits).all()
 
 
 def test_padding_ids_do_not_leak_into_the_interest():
     """A padded position contributes nothing even if its (masked) key is huge."""
-    unit = DINAttention(4, [8], activation="relu")
+    unit = TargetAttention(4, [8], activation="relu")
     keys = torch.randn(2, 3, 4)
     mask = torch.tensor([[True, True, False], [False, False, False]])
     query = torch.randn(2, 4)
@@ -80,14 +81,14 @@ def test_attention_is_not_normalised_and_changes_the_output():
     weights = model.attention(batch)
     assert not torch.allclose(weights[0], weights[0, :1].expand(4))  # weights depend on the key
     assert not torch.allclose(weights[0].sum(), torch.tensor(1.0))  # the paper's weighted sum, no softmax
-    before = model(batch)
+    before = model(batch).logits
     with torch.no_grad():  # a different scorer: different weights, different prediction
         model.attention_unit.score.weight.mul_(-3.0)
-    assert not torch.allclose(model(batch), before)
+    assert not torch.allclose(model(batch).logits, before)
     with torch.no_grad():
         model.attention_unit.score.weight.zero_()
         model.attention_unit.score.bias.zero_()
-    silenced = model(batch)
+    silenced = model(batch).logits
     assert torch.allclose(silenced[0], silenced[2])  # without attention the history is invisible
     assert not torch.allclose(before[0], before[2])
 
@@ -97,7 +98,7 @@ def test_behavior_features_as_a_list_pairs_the_candidate_reading_the_same_table(
     model = DIN(schema, features=["item_id", "item_cat"], behavior_features=["hist_item_ids", "hist_cat_ids"],
                 attention_units=[8], hidden_units=[8], embedding_dim=4)
     assert model.pairs == [("item_id", "hist_item_ids"), ("item_cat", "hist_cat_ids")]
-    assert model(batch).shape == (2,)
+    assert model(batch).logits.shape == (2,)
 
 
 def test_din_beats_candidate_only_deepfm(behavior_data):

@@ -8,7 +8,7 @@
 4. resume (``trainer.resume``): the newest complete checkpoint or a given one,
    model + optimizers + LR schedule + RNG + data position + early stopping;
 5. per epoch: train (a checkpoint every ``trainer.checkpoint_every_steps``),
-   validate (AUC/logloss over all ranks), early stopping, TensorBoard scalars,
+   validate (the task's metrics over all ranks), early stopping, TensorBoard scalars,
    a DCP checkpoint at epoch end (and of the best model);
 6. test metrics of the best model, written to ``metrics.json``.
 
@@ -159,7 +159,7 @@ class Trainer:
 
     # ------------------------------------------------------------- stepping
     def _steps(self, loader, num_steps: int) -> Iterator:
-        """Yield each step's ``(loss, probabilities, labels)``; trains when the model is in train mode."""
+        """Yield each step's output (see :mod:`bigrec.tasks.base`); trains when the model is in train mode."""
         iterator = itertools.islice(iter(loader), num_steps)
         if self.pipeline is not None:
             while True:
@@ -202,7 +202,7 @@ class Trainer:
         if self.config.trainer.debug_log_steps:
             loader = self._traced(loader, dataset)
         for output in self._steps(loader, num_steps - start_batch):
-            loss = output[0]
+            loss, terms = output[0], output[1]
             self.schedule.step()
             self.global_step += 1
             window_steps += 1
@@ -218,6 +218,7 @@ class Trainer:
                 now = time.perf_counter()
                 samples_per_s = window_steps * rows_per_step / max(now - window_start, 1e-9)
                 self._log("train", {"loss": float(loss), "samples_per_s": samples_per_s,
+                                    **{name: float(value) for name, value in terms.items()},
                                     **{f"lr_{k}": v for k, v in self.schedule.lrs().items()}})
                 bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{samples_per_s:,.0f}")
                 window_start, window_steps = now, 0
