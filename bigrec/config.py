@@ -57,6 +57,7 @@ class TaskConfig:
 
     labels: Optional[list] = None
     loss_weights: Optional[list] = None
+    loss_weighting: Any = "fixed"  # fixed | uncertainty | gradnorm, or {name: gradnorm, alpha: 1.5}
     aux_loss_weights: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
 

@@ -143,10 +143,13 @@ class ParquetBatches(IterableDataset):
             worker's row groups is shuffled per epoch and rows are shuffled within
             windows of at least this many rows.
         seed: shuffling seed (combined with the epoch, rank and worker).
+        label_check: ``fn(table, path)`` raising a DataError for labels the task cannot
+            take (e.g. a binary label outside {0, 1}); called on every slice read.
     """
 
     def __init__(self, files: list[str], schema: Schema, batch_size: int, rank: int = 0,
-                 world_size: int = 1, shuffle_buffer: int = 0, seed: int = 0) -> None:
+                 world_size: int = 1, shuffle_buffer: int = 0, seed: int = 0,
+                 label_check: Optional[Callable[[pa.Table, str], None]] = None) -> None:
         super().__init__()
         if batch_size <= 0:
             raise DataError(files[0] if files else "<none>", f"batch_size must be > 0, got {batch_size}")
@@ -157,6 +160,7 @@ class ParquetBatches(IterableDataset):
         self.world_size = world_size
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
+        self.label_check = label_check
         self.epoch = 0
         self.batches_done = 0  # batches of this epoch already consumed (see set_position)
         self.groups = scan_row_groups(self.files, schema)
@@ -241,6 +245,8 @@ class ParquetBatches(IterableDataset):
             raise DataError(piece.group.path, f"row group {piece.group.index} is corrupt ({exc})") from None
         table = table.slice(piece.offset, piece.length)
         check_values(table, self.schema, piece.group.path)
+        if self.label_check is not None:
+            self.label_check(table, piece.group.path)
         return table
 
     def _tables(self, pieces: list[Piece], rng: Optional[np.random.Generator], skip_rows: int,
@@ -351,9 +357,11 @@ def validate_rank_data(dataset: ParquetBatches) -> None:
 
 
 def open_split(spec: str, schema: Schema, batch_size: int, rank: int, world_size: int,
-               shuffle_buffer: int = 0, seed: int = 0) -> ParquetBatches:
+               shuffle_buffer: int = 0, seed: int = 0,
+               label_check: Optional[Callable[[pa.Table, str], None]] = None) -> ParquetBatches:
     """``ParquetBatches`` for a file/dir/glob ``spec``."""
-    return ParquetBatches(list_parquet_files(spec), schema, batch_size, rank, world_size, shuffle_buffer, seed)
+    return ParquetBatches(list_parquet_files(spec), schema, batch_size, rank, world_size, shuffle_buffer, seed,
+                          label_check)
 
 
 __all__ = ["ParquetBatches", "make_loader", "open_split", "validate_rank_data", "steps_per_epoch",
