@@ -30,8 +30,11 @@ def product_logit(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     log_p = F.logsigmoid(a) + F.logsigmoid(b)
     log_p = log_p.clamp(max=-torch.finfo(log_p.dtype).tiny)
-    log_1mp = torch.where(log_p > -0.6931471805599453, torch.log(-torch.expm1(log_p)),
-                          torch.log1p(-torch.exp(log_p)))
+    near_one = log_p > -0.6931471805599453
+    # each branch sees only its own inputs, so the other's inf never meets a gradient
+    other = torch.full_like(log_p, -1.0)
+    log_1mp = torch.where(near_one, torch.log(-torch.expm1(torch.where(near_one, log_p, other))),
+                          torch.log1p(-torch.exp(torch.where(near_one, other, log_p))))
     return log_p - log_1mp
 
 
