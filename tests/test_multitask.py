@@ -112,8 +112,9 @@ def test_movielens_impressions_labels_and_splits(tmp_path):
     tables = {s: pq.read_table(tmp_path / "out" / f"{s}.parquet") for s in ("train", "valid", "test")}
     rows = [r for t in tables.values() for r in t.to_pylist()]
     clicks = [r for r in rows if r["click"] == 1]
-    assert schema.labels == ["click", "conversion"] and not schema.sequence
+    assert schema.labels == ["click", "conversion", "rating"] and not schema.sequence
     assert all(r["conversion"] <= r["click"] for r in rows)  # conversion implies click
+    assert all((r["rating"] >= 1) == (r["click"] == 1) and r["conversion"] == (r["rating"] >= 4) for r in rows)
     assert len({(r["user_id"], r["item_id"]) for r in rows}) == len(rows)  # unrated samples are unrated
     rated_by_user = {u: sum(r["user_id"] == u for r in clicks) for u in {r["user_id"] for r in clicks}}
     catalogue = len({r["item_id"] for r in clicks})
@@ -122,7 +123,7 @@ def test_movielens_impressions_labels_and_splits(tmp_path):
     # a batch of every split converts under the schema (ids in range, two label columns)
     for table in tables.values():
         if table.num_rows:
-            assert table_to_batch(table, schema).labels.shape == (table.num_rows, 2)
+            assert table_to_batch(table, schema).labels.shape == (table.num_rows, 3)
     again = prepare_impressions(raw, tmp_path / "again", negatives_per_rating=1.0, seed=3)
     assert again == schema
     assert pq.read_table(tmp_path / "again" / "train.parquet").equals(tables["train"])

@@ -100,7 +100,8 @@ def _run_synthetic_criteo(args: argparse.Namespace) -> int:
 
 
 def _register_behavior_and_multitask(commands) -> None:
-    """``synthetic-behavior`` (DIN), ``synthetic-multitask`` and ``movielens-impressions`` (MMoE)."""
+    """``synthetic-behavior`` (DIN), ``synthetic-multitask``, ``synthetic-selection-bias`` (ESMM) and
+    ``movielens-impressions`` (multi-task models)."""
     sb = commands.add_parser("synthetic-behavior", help="synthetic behaviour sequences: label = candidate's "
                                                         "category occurs in the history (DIN)")
     sb.add_argument("--output", required=True, help="output directory")
@@ -120,6 +121,18 @@ def _register_behavior_and_multitask(commands) -> None:
     sm.add_argument("--seed", type=int, default=0)
     sm.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
     sm.set_defaults(handler=_run_synthetic_multitask)
+
+    ss = commands.add_parser("synthetic-selection-bias", help="impressions with planted sample-selection bias: "
+                                                              "conversion observed only after a click (ESMM)")
+    ss.add_argument("--output", required=True, help="output directory")
+    ss.add_argument("--rows", type=_positive_int, default=100_000, help="total rows over all splits (default 100000)")
+    ss.add_argument("--num-users", type=_positive_int, default=1000)
+    ss.add_argument("--num-items", type=_positive_int, default=1000)
+    ss.add_argument("--correlation", type=float, default=0.5,
+                    help="cosine of the click and conversion directions, in [-1, 1] (default 0.5)")
+    ss.add_argument("--seed", type=int, default=0)
+    ss.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
+    ss.set_defaults(handler=_run_synthetic_selection_bias)
 
     mi = commands.add_parser("movielens-impressions", help="MovieLens-100k impressions with labels click and "
                                                            "conversion (rated items + sampled unrated ones)")
@@ -160,6 +173,21 @@ def _run_synthetic_multitask(args: argparse.Namespace) -> int:
         raise _config_error("synthetic-multitask", exc) from None
     meta = schema.metadata
     print(f"{args.output}: {json.dumps(meta['rows'])}, label correlation {meta['label_correlation_test']}, "
+          f"Bayes AUC ~{json.dumps(meta['bayes_auc_estimate'])}")
+    return 0
+
+
+def _run_synthetic_selection_bias(args: argparse.Namespace) -> int:
+    from bigrec.data.synthetic_selection_bias import generate_selection_bias
+
+    try:
+        schema = generate_selection_bias(args.output, args.rows, num_users=args.num_users, num_items=args.num_items,
+                                         correlation=args.correlation, seed=args.seed,
+                                         embedding_dim=args.embedding_dim)
+    except ValueError as exc:
+        raise _config_error("synthetic-selection-bias", exc) from None
+    meta = schema.metadata
+    print(f"{args.output}: {json.dumps(meta['rows'])}, rates {json.dumps(meta['rates']['test'])}, "
           f"Bayes AUC ~{json.dumps(meta['bayes_auc_estimate'])}")
     return 0
 
