@@ -126,10 +126,10 @@ def _register_behavior_and_multitask(commands) -> None:
                                                               "conversion observed only after a click (ESMM)")
     ss.add_argument("--output", required=True, help="output directory")
     ss.add_argument("--rows", type=_positive_int, default=100_000, help="total rows over all splits (default 100000)")
-    ss.add_argument("--num-users", type=_positive_int, default=1000)
-    ss.add_argument("--num-items", type=_positive_int, default=1000)
-    ss.add_argument("--correlation", type=float, default=0.5,
-                    help="cosine of the click and conversion directions, in [-1, 1] (default 0.5)")
+    ss.add_argument("--num-users", type=_positive_int, default=3000)
+    ss.add_argument("--num-items", type=_positive_int, default=3000)
+    ss.add_argument("--correlation", type=float, default=0.8,
+                    help="cosine of the click and conversion directions, in [-1, 1] (default 0.8)")
     ss.add_argument("--seed", type=int, default=0)
     ss.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
     ss.set_defaults(handler=_run_synthetic_selection_bias)
@@ -150,6 +150,14 @@ def _config_error(command: str, exc: ValueError):
     return ConfigError(f"{command}: {exc}")
 
 
+def _generate(command: str, generate, args: argparse.Namespace, **options):
+    """``generate(output, rows, seed=..., embedding_dim=..., **options)``; a ValueError becomes a ConfigError."""
+    try:
+        return generate(args.output, args.rows, seed=args.seed, embedding_dim=args.embedding_dim, **options)
+    except ValueError as exc:
+        raise _config_error(command, exc) from None
+
+
 def _run_synthetic_behavior(args: argparse.Namespace) -> int:
     from bigrec.data.synthetic_behavior import generate_behavior
 
@@ -166,12 +174,7 @@ def _run_synthetic_behavior(args: argparse.Namespace) -> int:
 def _run_synthetic_multitask(args: argparse.Namespace) -> int:
     from bigrec.data.synthetic_multitask import generate_multitask
 
-    try:
-        schema = generate_multitask(args.output, args.rows, correlation=args.correlation, seed=args.seed,
-                                    embedding_dim=args.embedding_dim)
-    except ValueError as exc:
-        raise _config_error("synthetic-multitask", exc) from None
-    meta = schema.metadata
+    meta = _generate("synthetic-multitask", generate_multitask, args, correlation=args.correlation).metadata
     print(f"{args.output}: {json.dumps(meta['rows'])}, label correlation {meta['label_correlation_test']}, "
           f"Bayes AUC ~{json.dumps(meta['bayes_auc_estimate'])}")
     return 0
@@ -180,13 +183,8 @@ def _run_synthetic_multitask(args: argparse.Namespace) -> int:
 def _run_synthetic_selection_bias(args: argparse.Namespace) -> int:
     from bigrec.data.synthetic_selection_bias import generate_selection_bias
 
-    try:
-        schema = generate_selection_bias(args.output, args.rows, num_users=args.num_users, num_items=args.num_items,
-                                         correlation=args.correlation, seed=args.seed,
-                                         embedding_dim=args.embedding_dim)
-    except ValueError as exc:
-        raise _config_error("synthetic-selection-bias", exc) from None
-    meta = schema.metadata
+    meta = _generate("synthetic-selection-bias", generate_selection_bias, args, num_users=args.num_users,
+                     num_items=args.num_items, correlation=args.correlation).metadata
     print(f"{args.output}: {json.dumps(meta['rows'])}, rates {json.dumps(meta['rates']['test'])}, "
           f"Bayes AUC ~{json.dumps(meta['bayes_auc_estimate'])}")
     return 0

@@ -9,10 +9,12 @@ impression also has ``num_dense`` observed context values ``c``. Per impression:
     would_convert  ~ Bernoulli(sigmoid(cvr_scale * b . [p_u, q_i, c] + cvr_bias))
     conversion     = click * would_convert        (a conversion is observed only after a click)
 
-with unit directions ``cos(a, b) = correlation``. The click model is strong, so clicks
-concentrate on a minority of users and items (``click_rate`` ~ 10%): a CVR model trained on
-clicked rows alone sees a biased ~10% sample of the space it is later asked to score -- the
-sample-selection bias and data sparsity ESMM was built for. ``would_convert`` (what the user
+with unit directions ``cos(a, b) = correlation`` (default 0.8: what makes a click and what makes
+a conversion are related, as in e-commerce). The click model is strong, so clicks concentrate on
+a minority of users and items (~15% of impressions): a CVR model trained on clicked rows alone
+sees a biased, sparse sample (a few clicked rows per id with the default 3,000 users and items
+and 100,000 rows) of the space it is later asked to score -- the sample-selection bias and data
+sparsity ESMM was built for. ``would_convert`` (what the user
 would do after a click; known here only because the data are synthetic) is the third label, so
 CVR can be scored over *all* impressions. Labels: ``click``, ``conversion``, ``would_convert``
 (a multi-task model reads the first two by default).
@@ -42,8 +44,8 @@ def build_schema(num_users: int, num_items: int, num_dense: int, embedding_dim: 
     return Schema(features, labels=list(LABELS), metadata=dict(metadata or {}))
 
 
-def generate_selection_bias(output_dir: str | Path, rows: int, num_users: int = 1000, num_items: int = 1000,
-                            latent_dim: int = 4, num_dense: int = 2, correlation: float = 0.5,
+def generate_selection_bias(output_dir: str | Path, rows: int, num_users: int = 3000, num_items: int = 3000,
+                            latent_dim: int = 4, num_dense: int = 2, correlation: float = 0.8,
                             click_scale: float = 2.5, click_bias: float = -3.0, cvr_scale: float = 2.0,
                             cvr_bias: float = 0.0, seed: int = 0, valid_fraction: float = 0.1,
                             test_fraction: float = 0.1, embedding_dim: int = 16,
