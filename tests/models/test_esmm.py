@@ -103,12 +103,3 @@ def test_conversion_without_click_is_one_clear_error(biased, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1, err
     assert "train.parquet" in err and "'conversion'" in err and "7 row(s) have conversion = 1 where click = 0" in err
 
-
-def test_mechanism_on_the_config_model(biased):
-    from bigrec.config import load_config
-
-    schema = Schema.load(biased / "schema.json")
-    params = load_config(Path(__file__).resolve().parents[2] / "configs/multitask/esmm_synthetic.yaml").model.params
-    table = pq.read_table(biased / "test.parquet", columns=columns_of(schema)).slice(0, 256)
-    torch.manual_seed(0)
-    mechanism(build_model("esmm", schema, params), table_to_batch(table, schema))

@@ -18,6 +18,7 @@ from bigrec.models.output import ModelOutput
 from bigrec.models.registry import register_model
 
 
+@torch.fx.wrap  # a leaf for TorchRec's pipeline tracer (it reads the dtype's finfo)
 def product_logit(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``logit(sigmoid(a) * sigmoid(b))`` computed in log space.
 
