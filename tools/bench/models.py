@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import models_multitask  # noqa: E402
 import models_ranking  # noqa: E402
 import models_recall  # noqa: E402
 
@@ -31,6 +32,7 @@ def main() -> None:
     target = models_recall.ROOT / "docs/models.md"
     models_recall.replace_section(target, models_ranking.HEADING, models_ranking.quality(args.epochs))
     models_recall.replace_section(target, "Recall", models_recall.quality(args.epochs or 10))
+    models_recall.replace_section(target, models_multitask.HEADING, models_multitask.quality(3, args.epochs))
 
 
 if __name__ == "__main__":
