@@ -3,8 +3,10 @@
     python tools/bench/models.py [--epochs N]
 
 Runs the ranking/multi-task table (``models_ranking.py quality``: DeepFM, DIN, MMoE,
-SharedBottom) and the recall table (``models_recall.py quality``: SASRec, DSSM,
-most-popular), each with the real trainer on one rank, and rewrites both sections.
+SharedBottom), the recall table (``models_recall.py quality``: SASRec, DSSM,
+most-popular), each with the real trainer on one rank, and the multi-task section
+(``models_multitask.py``: SharedBottom, ESMM, MMoE, PLE, loss weighting; 3 seeds),
+and rewrites those sections.
 Needs the MovieLens files (``make data``).
 """
 
