@@ -170,7 +170,7 @@ class LabelModule(nn.Module):
 
     ``forward(batch) -> (loss [], LabelStep)``. ``weighting`` (an ``nn.Module`` of
     :mod:`bigrec.tasks.weighting`, trained with the model when it has parameters) maps
-    the per-task losses ``[T]`` to one loss; its weights are logged as ``weight/<label>``.
+    the per-task losses ``[T]`` to one loss; multi-task runs log its weights as ``weight/<label>``.
     """
 
     def __init__(self, model: nn.Module, task: LabelTask) -> None:
@@ -194,7 +194,8 @@ class LabelModule(nn.Module):
         shared = list(self.model.last_shared_layer().parameters()) if self.needs_shared_layer else []
         loss, weights = self.weighting(per_task, shared)
         terms = {f"loss/{name}": per_task[t].detach() for t, name in enumerate(self.task.label_names)}
-        terms.update({f"weight/{name}": weights[t] for t, name in enumerate(self.task.label_names)})
+        if not self.one_task:
+            terms.update({f"weight/{name}": weights[t] for t, name in enumerate(self.task.label_names)})
         loss = self.aux.add(loss, output.aux_losses, terms)
         extras = {k: v.detach() for k, v in output.extras.items()}
         return loss, LabelStep(loss.detach(), terms, self.task.predictions(logits.detach()), targets, extras)
