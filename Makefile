@@ -28,6 +28,7 @@ data-synthetic: | $(VENV)/.installed
 	$(VENV)/bin/bigrec data synthetic-behavior --output data/synthetic/behavior
 	$(VENV)/bin/bigrec data synthetic-multitask --output data/synthetic/multitask --correlation 0
 	$(VENV)/bin/bigrec data synthetic-sequences --output data/synthetic/sequences
+	$(VENV)/bin/bigrec data synthetic-interests --output data/synthetic/interests
 
 # Train DeepFM on MovieLens-100k on 2 ranks through TorchX (local scheduler).
 demo: data

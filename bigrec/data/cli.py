@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     from bigrec.data.synthetic_sequences import add_cli as add_sequences_cli
 
     add_sequences_cli(commands, _positive_int)
+    from bigrec.data.synthetic_interests import add_cli as add_interests_cli
+
+    add_interests_cli(commands, _positive_int)
     _register_behavior_and_multitask(commands)
 
 

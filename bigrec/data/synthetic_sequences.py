@@ -40,7 +40,6 @@ def _walks(rng: np.random.Generator, lengths: np.ndarray, num_items: int, num_cl
     """One item sequence per user (ids ``1..num_items``, no repeats within a user)."""
     bounds = np.linspace(0, num_items, num_clusters + 1).astype(np.int64)
     successor = rng.permutation(num_clusters)
-    sizes = np.diff(bounds)
     walks = []
     for length in lengths:
         seen: set[int] = set()
@@ -49,19 +48,28 @@ def _walks(rng: np.random.Generator, lengths: np.ndarray, num_items: int, num_cl
         for t in range(length):
             if t:
                 cluster = int(successor[cluster]) if rng.random() < follow else int(rng.integers(num_clusters))
-            size = int(sizes[cluster])
-            for _ in range(8):  # Zipf draw inside the cluster; a repeat is redrawn
-                rank = min(int(rng.zipf(zipf)) - 1, size - 1) if zipf > 1 else int(rng.integers(size))
-                item = int(bounds[cluster]) + rank + 1
-                if item not in seen:
-                    break
-            else:
-                free = [i for i in range(int(bounds[cluster]) + 1, int(bounds[cluster + 1]) + 1) if i not in seen]
-                item = free[int(rng.integers(len(free)))] if free else item
-            seen.add(item)
-            items[t] = item
+            items[t] = draw_item(rng, bounds, cluster, seen, zipf)
         walks.append(items)
     return walks
+
+
+def draw_item(rng: np.random.Generator, bounds: np.ndarray, cluster: int, seen: set[int], zipf: float) -> int:
+    """A Zipf draw among cluster ``cluster``'s ids ``bounds[c]+1..bounds[c+1]``, not in ``seen`` (added to it).
+
+    A repeat is redrawn (8 tries), then a uniform free id of the cluster is taken; a
+    cluster with no free id repeats its last draw.
+    """
+    size = int(bounds[cluster + 1] - bounds[cluster])
+    for _ in range(8):
+        rank = min(int(rng.zipf(zipf)) - 1, size - 1) if zipf > 1 else int(rng.integers(size))
+        item = int(bounds[cluster]) + rank + 1
+        if item not in seen:
+            break
+    else:
+        free = [i for i in range(int(bounds[cluster]) + 1, int(bounds[cluster + 1]) + 1) if i not in seen]
+        item = free[int(rng.integers(len(free)))] if free else item
+    seen.add(item)
+    return item
 
 
 def sequences_to_rows(users: np.ndarray, walks: list[np.ndarray], history_len: int) -> tuple[dict[str, pa.Table], int]:
