@@ -51,11 +51,19 @@ def _tiny_sequences(output_dir: Path, seed: int) -> None:
                        history_len=20, seed=seed)
 
 
+def _tiny_interests(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic_interests import generate_interests
+
+    generate_interests(output_dir, num_users=300, num_items=200, num_clusters=20, interests=3, min_length=5,
+                       max_length=15, history_len=20, seed=seed)
+
+
 SYNTHETIC_SETS: dict[str, Callable[[Path, int], None]] = {
     "criteo": _tiny_criteo,
     "behavior": _tiny_behavior,
     "multitask": _tiny_multitask,
     "sequences": _tiny_sequences,
+    "interests": _tiny_interests,
 }
 
 
