@@ -44,13 +44,6 @@ class RecallModel(RecModel):
         self.lookup_schema = with_candidates(schema, item_feature)
         self.sequence_keys = schema.sequence_keys  # key order of Batch.sequence_features
 
-    def check_item_num(self, item_num: Optional[int]) -> None:
-        """A configured ``item_num`` must equal the item table's size (``None``: take the table's)."""
-        if item_num is not None and int(item_num) != self.num_items:
-            raise ConfigError(f"{type(self).__name__.lower()}: item_num={item_num} but the item table "
-                              f"'{self.schema[self.item_feature].table}' has {self.num_items} rows; drop item_num "
-                              f"or fix the schema")
-
     def target_ids(self, batch: Batch) -> torch.Tensor:
         """``[B]`` int64 target item of each row."""
         return batch.sequence_features[self.item_feature].values()

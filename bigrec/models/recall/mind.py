@@ -77,7 +77,8 @@ class MIND(RecallModel):
                  user_features: Sequence[str] = (), max_len: Optional[int] = None, item_feature: str = "item_id",
                  history_feature: str = "hist_item_ids", device: Optional[torch.device] = None) -> None:
         super().__init__(schema, item_feature, history_feature)
-        self.check_item_num(item_num)
+        if item_num is not None and int(item_num) != self.num_items:
+            raise ConfigError(f"mind: item_num={item_num} but the item table has {self.num_items} rows")
         if int(num_interests) < 1:
             raise ConfigError(f"mind: num_interests must be >= 1, got {num_interests}")
         if int(routing_iterations) < 1:

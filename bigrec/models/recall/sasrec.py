@@ -53,7 +53,9 @@ class SASRec(RecallModel):
                  item_feature: str = "item_id", history_feature: str = "hist_item_ids",
                  device: Optional[torch.device] = None) -> None:
         super().__init__(schema, item_feature, history_feature)
-        self.check_item_num(item_num)
+        if item_num is not None and int(item_num) != self.num_items:
+            raise ConfigError(f"sasrec: item_num={item_num} but the item table '{schema[item_feature].table}' has "
+                              f"{self.num_items} rows; drop item_num or fix the schema")
         if hidden_size % 4 or hidden_size % num_heads:
             raise ConfigError(f"sasrec: hidden_size={hidden_size} must be divisible by 4 and by num_heads={num_heads}")
         if max_len < 1:
