@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 
 from bigrec.config import TaskConfig, config_from_dict
 from bigrec.data.convert import table_to_batch
+from bigrec.data.seen import SeenItems
 from bigrec.data.synthetic_sequences import generate_sequences, sequences_to_rows
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models import build_model
 from bigrec.tasks.retrieval.baselines import most_popular_metrics
 from bigrec.tasks.retrieval.losses import full_softmax_loss, sampled_softmax_loss
-from bigrec.tasks.retrieval.metrics import full_ranking, merge_top_k, slice_top_k
+from bigrec.tasks.retrieval.metrics import full_ranking, slice_top_k, target_ranks
 from bigrec.tasks import build_task
 
 NUM_ITEMS = 41  # ids 1..40, 0 = padding
@@ -59,38 +61,44 @@ def test_sampled_softmax_log_q_and_accidental_hits():
     assert not torch.allclose(loss, sampled_softmax_loss(user, pos, ids, pos[:0], ids[:0], log_q, zeros[:0]))
 
 
-def _brute_force_ranks(users, items, targets, seen):
+def _brute_force_ranks(users, items, targets, seen: dict[int, set[int]]):
+    """0-based ranks with ties against the target: other items scoring at least as high."""
     scores = users.double() @ items.double().t()
     scores[:, 0] = float("-inf")
-    for row, items_seen in enumerate(seen.tolist()):
-        for item in items_seen:
-            if item >= 0 and item != targets[row]:
-                scores[row, item] = float("-inf")
-    return (scores > scores.gather(1, targets[:, None])).sum(dim=1)
+    for row in range(len(targets)):
+        for item in seen.get(row, set()) - {int(targets[row])}:
+            scores[row, item] = float("-inf")
+    target = scores.gather(1, targets[:, None])
+    scores[torch.arange(len(targets)), targets] = float("-inf")
+    return (scores >= target).sum(dim=1)
 
 
 def test_full_ranking_matches_brute_force_and_slices_merge_exactly():
     torch.manual_seed(1)
     users, items = torch.randn(30, 5), torch.randn(NUM_ITEMS, 5)
+    items[7] = items[8] = items[9]  # ties
     targets = torch.randint(1, NUM_ITEMS, (30,))
-    seen = torch.randint(-1, NUM_ITEMS, (30, 6))
-    seen[0, 0] = targets[0]  # a seen target stays rankable
-    metrics = full_ranking(users, targets, seen, lambda ids: items[ids], NUM_ITEMS, ks=(5, 10))
-    ranks = _brute_force_ranks(users, items, targets, seen)
+    targets[:3] = 8
+    user_ids = torch.arange(100, 130)
+    pairs = torch.randint(1, NUM_ITEMS, (30, 6))
+    seen_sets = {row: set(pairs[row].tolist()) for row in range(30)}
+    seen_sets[0].add(int(targets[0]))  # a seen target stays rankable
+    seen = SeenItems.from_pairs(np.array([100 + r for r, s in seen_sets.items() for _ in s]),
+                                np.array([i for s in seen_sets.values() for i in s]))
+    metrics = full_ranking(users, targets, user_ids, seen, lambda ids: items[ids], NUM_ITEMS, ks=(5, 10))
+    ranks = _brute_force_ranks(users, items, targets, seen_sets)
     assert metrics["recall@10"] == pytest.approx(float((ranks < 10).double().mean()))
     assert metrics["mrr@5"] == pytest.approx(float(torch.where(ranks < 5, 1.0 / (ranks + 1.0), 0.0).mean()))
     assert metrics["ndcg@10"] == pytest.approx(
         float(torch.where(ranks < 10, 1.0 / torch.log2(ranks + 2.0), 0.0).mean()))
-    # two slices merged == one slice
+    # two slices (two ranks' shares of the items) give exactly the ranks of one
     ids = torch.arange(NUM_ITEMS)
-    one = merge_top_k(*slice_top_k(users, items, ids, targets, seen, 10, 0), 10)
-    parts = [slice_top_k(users, items[s], ids[s], targets, seen, 10, 0) for s in (slice(0, 21), slice(21, 41))]
-    two = merge_top_k(torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1), 10)
+    pairs = seen.pairs(user_ids)
+    one = target_ranks(*slice_top_k(users, items, ids, targets, pairs, 10, 0), 10)
+    parts = [slice_top_k(users, items[s], ids[s], targets, pairs, 10, 0) for s in (slice(0, 8), slice(8, 41))]
+    two = target_ranks(torch.cat([p[0] for p in parts], 1), torch.stack([p[1] for p in parts]).max(0).values, 10)
     assert torch.equal(one, two)
-    # seen items never appear in the lists
-    for row in range(30):
-        excluded = {i for i in seen[row].tolist() if i >= 0 and i != targets[row]}
-        assert not excluded & set(one[row].tolist())
+    assert torch.equal(one, ranks.clamp(max=10))
 
 
 # ------------------------------------------------------------------ SASRec
@@ -162,6 +170,12 @@ DSSM_MEAN = {"name": "dssm", "user_features": ["hist_item_ids"], "hidden_units":
              "temperature": 0.1}
 
 
+def _most_popular(data) -> dict:
+    schema = Schema.load(data / "schema.json")
+    seen = SeenItems.from_splits([str(data / "train.parquet"), str(data / "valid.parquet")], schema)
+    return most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), schema, seen)
+
+
 @pytest.fixture(scope="module")
 def markov(tmp_path_factory):
     path = tmp_path_factory.mktemp("markov")
@@ -182,7 +196,7 @@ def test_sasrec_beats_order_free_mean_and_most_popular_then_exports(markov, tmp_
                              {"loss": "sampled", "num_negatives": 64}, 3))["test"]
     finally:
         destroy_process_group()
-    popular = most_popular_metrics(str(markov / "train.parquet"), str(markov / "test.parquet"), 201)
+    popular = _most_popular(markov)
     print(json.dumps({"sasrec": sasrec["recall@10"], "dssm_mean": dssm["recall@10"],
                       "popular": popular["recall@10"]}))
     assert sasrec["recall@10"] > 2 * popular["recall@10"]
@@ -235,5 +249,5 @@ def test_two_ranks_sharded_match_one_rank_and_full_ranking_is_exact(markov, tmp_
     finally:
         destroy_process_group()
     assert math.isclose(one["recall@10"], two[0]["sasrec"]["recall@10"], abs_tol=0.05)
-    popular = most_popular_metrics(str(markov / "train.parquet"), str(markov / "test.parquet"), 201)
+    popular = _most_popular(markov)
     assert two[0]["dssm"]["recall@10"] > popular["recall@10"]

@@ -14,7 +14,7 @@ and writes::
 
     OUTPUT/vocab.json            raw value -> id for every categorical feature
     OUTPUT/ranking/{train,valid,test}.parquet, schema.json, vocab.json
-    OUTPUT/recall/{train,valid,test}.parquet,  schema.json, vocab.json
+    OUTPUT/recall/{train,valid,test}.parquet,  schema.json, vocab.json, items.parquet
 
 Every row is one interaction with columns ``user_id, item_id, gender, age,
 occupation, zip3, genres (list), year, hist_item_ids (list), rating, click,
@@ -29,7 +29,9 @@ release decade, ``zip3`` the first three characters of the zip code.
 Splits: ``ranking`` holds out each user's last 10% of interactions (at least
 one) as test and the 10% before (at least one for users with ≥ 3) as valid;
 ``recall`` is leave-last-out (last → test, second last → valid). Every split is
-sorted by timestamp (ties by file order).
+sorted by timestamp (ties by file order). ``recall/items.parquet`` is the item
+catalogue (:mod:`bigrec.data.catalogue`): every item id with its ``genres`` and
+``year``, named in the schema metadata as ``item_catalogue``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from bigrec.data.catalogue import write_catalogue
 from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_json, write_split_dir
 from bigrec.errors import DataError
 from bigrec.features import Schema, SequenceFeature, SparseFeature
@@ -320,6 +323,7 @@ class EncodedMovieLens:
     position: np.ndarray  # index of the interaction within its user's history
     count: np.ndarray  # number of interactions of the row's user
     vocab: dict[str, dict[str, int]]
+    items: pa.Table  # one row per item id 1..N: item_id, genres, year (the item catalogue)
 
 
 def encode_movielens(raw: RawMovieLens, history_len: int = DEFAULT_HISTORY_LEN) -> EncodedMovieLens:
@@ -391,7 +395,11 @@ def encode_movielens(raw: RawMovieLens, history_len: int = DEFAULT_HISTORY_LEN) 
         "click": pa.array((rating >= 4).astype(np.float32), pa.float32()),
         "timestamp": pa.array(timestamp, pa.int64()),
     })
-    return EncodedMovieLens(table, user, timestamp, file_order, position, count, vocab)
+    item_ids = np.arange(1, n_item_ids, dtype=np.int64)
+    items = pa.table({"item_id": pa.array(item_ids, pa.int64()),
+                      "genres": _ranges_to_list(genre_values, genre_start[item_ids], genre_len[item_ids]),
+                      "year": pa.array(year_of[item_ids], pa.int64())})
+    return EncodedMovieLens(table, user, timestamp, file_order, position, count, vocab, items)
 
 
 # ------------------------------------------------------------------ splits
@@ -484,6 +492,8 @@ def prepare_movielens(
         metadata = dict(common, task_split=task_split,
                         counts={split: _split_counts(t) for split, t in tables.items()})
         schema = build_schema(encoded.vocab, history_len, embedding_dim, metadata)
+        if name == "recall":
+            schema.metadata.update(write_catalogue(output / name, encoded.items, schema, row_group_size=row_group_size))
         write_split_dir(output / name, tables, schema, row_group_size)
         shutil.copyfile(output / "vocab.json", output / name / "vocab.json")
         schemas[name] = schema
