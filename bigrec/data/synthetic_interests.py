@@ -4,7 +4,7 @@
 recall layout of :mod:`bigrec.data.synthetic_sequences` (``user_id``, ``item_id``,
 ``hist_item_ids``; ``item_id`` and ``hist_item_ids`` share table ``item``)::
 
-    OUTPUT/train.parquet, valid.parquet, test.parquet, schema.json
+    OUTPUT/train.parquet, valid.parquet, test.parquet, schema.json, items.parquet (the item catalogue)
 
 Items ``1..num_items`` form ``num_clusters`` clusters of contiguous ids. Each user
 holds ``interests`` distinct clusters drawn at random; every item of the user's
@@ -23,7 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
+from bigrec.data.catalogue import write_catalogue
 from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, write_split_dir
 from bigrec.data.synthetic_sequences import build_schema, draw_item, sequences_to_rows
 from bigrec.features import Schema
@@ -68,6 +70,8 @@ def generate_interests(output: str | Path, num_users: int = 5000, num_items: int
                 "task_split": "leave_last_out",
                 "counts": {split: {"rows": t.num_rows} for split, t in tables.items()}}
     schema = build_schema(num_users, num_items, history_len, embedding_dim, metadata)
+    items = pa.table({"item_id": pa.array(np.arange(1, num_items + 1), pa.int64())})
+    schema.metadata.update(write_catalogue(output, items, schema, row_group_size=row_group_size))
     write_split_dir(output, tables, schema, row_group_size)
     return schema
 

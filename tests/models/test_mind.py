@@ -11,7 +11,6 @@ import torch
 from bigrec.data.synthetic_interests import generate_interests
 from bigrec.errors import ConfigError
 from bigrec.models import build_model
-from bigrec.models.recall.candidates import with_candidate_lookup
 from bigrec.models.recall.mind import MIND
 from tests.model_training import fit_and_evaluate
 from tests.models.recall_helpers import run_config, sequence_batch, sequence_schema
@@ -22,7 +21,7 @@ NONE = torch.zeros(0, dtype=torch.int64)
 def mechanism(model: MIND, batch) -> None:
     """Routing gives K distinct interests; in training the target's attention over them picks the user vector."""
     model.eval()
-    embedded = model.embeddings(with_candidate_lookup(batch, NONE))
+    embedded = model.candidates.embed(model.embeddings, batch, NONE).batch
     interests, used = model.interests(embedded)  # [B, K, D]
     assert interests.shape[1] == model.num_interests
     assert torch.equal(model(batch, NONE).user, interests)  # evaluation: K vectors per user

@@ -9,7 +9,6 @@ import torch
 from bigrec.data.synthetic_interests import generate_interests
 from bigrec.errors import ConfigError
 from bigrec.models import build_model
-from bigrec.models.recall.candidates import with_candidate_lookup
 from bigrec.models.recall.youtube_dnn import YouTubeDNN
 from bigrec.tasks.retrieval.baselines import most_popular_metrics
 from tests.model_training import fit_and_evaluate
@@ -22,7 +21,7 @@ def mechanism(model: YouTubeDNN, batch) -> None:
     """User vectors differ between users, and masking the history out (its mean = 0) changes them."""
     model.eval()
     with torch.no_grad():
-        embedded = model.embeddings(with_candidate_lookup(batch, NONE))
+        embedded = model.candidates.embed(model.embeddings, batch, NONE).batch
         users = model.user_vector(embedded)
         assert users.std(dim=0).amax() > 0
         if model.history_feature is not None:
@@ -37,7 +36,7 @@ def test_recent_mean_of_the_history_padding_and_side_defaults():
     torch.manual_seed(0)
     model = build_model("youtube_dnn", schema, {"hidden_units": [16, 8], "embedding_dim": 8, "max_seq_len": 3})
     model.eval()
-    assert model.user_features == ["user_id", "hist_item_ids"]  # the user side: item_id never reaches it
+    assert model.user_features == ["user_id", "hist_item_ids"] and model.item_features == ["item_id"]
 
     def user(histories, users=None):
         return model(sequence_batch(schema, histories, [1] * len(histories), users or [1] * len(histories)),
@@ -55,7 +54,7 @@ def test_recent_mean_of_the_history_padding_and_side_defaults():
 
 def test_youtube_dnn_bad_config_is_one_clear_error():
     schema = sequence_schema()
-    for params, match in (({"item_features": ["hist_item_ids"]}, "item id"), ({"max_seq_len": 0}, "max_seq_len"),
+    for params, match in (({"item_features": ["hist_item_ids"]}, "item_id"), ({"max_seq_len": 0}, "max_seq_len"),
                           ({"user_features": ["item_id"]}, "item-side"), ({"user_features": ["nope"]}, "nope")):
         with pytest.raises(ConfigError, match=match):
             build_model("youtube_dnn", schema, params)

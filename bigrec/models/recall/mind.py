@@ -13,7 +13,6 @@ from bigrec.features import Schema
 from bigrec.models.embeddings import EmbeddedFeatures, FeatureEmbeddings
 from bigrec.models.layers import MLP
 from bigrec.models.recall import RecallModel, RecallOutput
-from bigrec.models.recall.candidates import CANDIDATES, with_candidate_lookup
 from bigrec.models.registry import register_model
 from bigrec.models.sequence import keep_recent
 
@@ -96,7 +95,7 @@ class MIND(RecallModel):
         self.dynamic_interests = bool(dynamic_interests)
         self.attention_power = float(attention_power)
         self.max_len = int(max_len or schema[history_feature].max_len)
-        self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature, CANDIDATES]
+        self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature] + self.candidates.keys
                                             + self.user_features, embedding_dim=embedding_dim, device=device)
         self.bilinear = nn.Linear(embedding_dim, hidden_size, bias=False)  # S, shared by all capsules
         generator = torch.Generator().manual_seed(0)
@@ -105,11 +104,8 @@ class MIND(RecallModel):
         self.h_layer = nn.Sequential(MLP(hidden_size + profile, [hidden_size]), nn.Linear(hidden_size, embedding_dim))
         self.register_buffer("capsule_index", torch.arange(self.num_interests), persistent=False)
 
-    def item_table(self) -> nn.Module:
-        return self.embeddings.sequences[0]
-
     def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.item_rows(ids)
+        return self.item_inputs(ids)[0]
 
     def capsule_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """``[B, m]`` behaviour mask -> ``[B, K]`` bool: capsules in use (all K unless ``dynamic_interests``)."""
@@ -153,11 +149,11 @@ class MIND(RecallModel):
         return torch.softmax(scores.masked_fill(~used, float("-inf")), dim=1)
 
     def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallOutput:
-        embedded = self.embeddings(with_candidate_lookup(batch, candidate_ids))
-        target = embedded.pooled[self.item_feature]
-        interests, used = self.interests(embedded)
+        inputs = self.candidates.embed(self.embeddings, batch, candidate_ids)
+        target = inputs.targets[0]
+        interests, used = self.interests(inputs.batch)
         if self.training:  # the target picks its interest (label-aware attention)
             user = (self.label_attention(interests, used, target)[:, :, None] * interests).sum(dim=1)
         else:
             user = interests
-        return RecallOutput(user, target, embedded.pooled[CANDIDATES])
+        return RecallOutput(user, target, inputs.candidates[0])

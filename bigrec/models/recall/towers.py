@@ -1,4 +1,4 @@
-"""Two-tower building blocks of Facebook DSSM and YouTube DNN."""
+"""Two-tower helpers: default tower inputs by feature side, the history among user features."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from bigrec.errors import ConfigError
 from bigrec.features import Schema
 
 
-def user_side_features(schema: Schema, model: str) -> list[str]:
-    """The schema's user-side id features (a user tower's default input): never an item-side feature."""
-    names = [f.name for f in schema.side("user") if f.kind != "dense"]
+def side_features(schema: Schema, side: str, model: str, parameter: str) -> list[str]:
+    """The schema's id features describing ``side`` (a tower's default input); an error naming ``parameter``."""
+    names = [f.name for f in schema.id_features if f.side == side]
     if not names:
-        raise ConfigError(f"{model}: the schema marks no id feature as side 'user'; set model.user_features")
+        raise ConfigError(f"{model}: the schema marks no id feature as side '{side}'; set model.{parameter}")
     return names
 
 
