@@ -192,6 +192,9 @@ class Trainer:
     def train_epoch(self, epoch: int, start_batch: int = 0) -> float:
         """Train ``epoch`` from batch ``start_batch`` on (0 unless resuming mid-epoch)."""
         dataset = self.splits["train"]
+        for split, metrics in self.task.epoch_passes(self.model, self.env.device, epoch):
+            self.splits[split].set_position(epoch, 0)
+            self._print(f"epoch {epoch + 1}: {split} pass: {self.run_pass(split, metrics)}")
         dataset.set_position(epoch, start_batch)
         self.progress.epoch, self.progress.batches_done = epoch, start_batch
         num_steps = self.epoch_steps()
@@ -236,11 +239,14 @@ class Trainer:
         bar.close()
         return epoch_steps * rows_per_step / max(time.perf_counter() - started, 1e-9)
 
-    @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
+        return self.run_pass(split, self.task.make_metrics(self.model, self.env.device, split))
+
+    @torch.no_grad()
+    def run_pass(self, split: str, metrics) -> dict[str, float]:
+        """Feed every batch of ``split`` through the model in evaluation mode to ``metrics``; its ``compute()``."""
         dataset = self.splits[split]
         self.model.eval()
-        metrics = self.task.make_metrics(self.model, self.env.device, split)
         loader = make_loader(dataset, self.config.data.num_workers)
         for output in self._steps(loader, len(dataset)):
             metrics.update(output)
