@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import pyarrow as pa
 
@@ -13,19 +13,22 @@ from bigrec.data.convert import table_to_batch
 from bigrec.features import Schema
 
 
-def sequence_schema(num_items: int = 40, max_len: int = 8, embedding_dim: int = 8, num_users: int = 20) -> Schema:
+def sequence_schema(num_items: int = 40, max_len: int = 8, embedding_dim: int = 8, num_users: int = 20,
+                    labels: Sequence[str] = ()) -> Schema:
     """The synthetic recall layout: ``user_id``, ``item_id`` and ``hist_item_ids`` (items ``1..num_items``)."""
     from bigrec.data.synthetic_sequences import build_schema
 
-    return build_schema(num_users, num_items, max_len, embedding_dim=embedding_dim)
+    schema = build_schema(num_users, num_items, max_len, embedding_dim=embedding_dim)
+    return Schema(list(schema.features), labels=list(labels)) if labels else schema
 
 
 def sequence_batch(schema: Schema, histories: list[list[int]], targets: list[int],
-                   users: Optional[list[int]] = None) -> Batch:
-    """One batch of rows ``(user, target, history)`` of :func:`sequence_schema`'s layout."""
+                   users: Optional[list[int]] = None, labels: Optional[dict[str, list[float]]] = None) -> Batch:
+    """One batch of rows ``(user, target, history, labels...)`` of :func:`sequence_schema`'s layout."""
     table = pa.table({"user_id": pa.array(users or list(range(1, len(targets) + 1)), pa.int64()),
                       "item_id": pa.array(targets, pa.int64()),
-                      "hist_item_ids": pa.array(histories, pa.list_(pa.int64()))})
+                      "hist_item_ids": pa.array(histories, pa.list_(pa.int64())),
+                      **{name: pa.array(values, pa.float32()) for name, values in (labels or {}).items()}})
     return table_to_batch(table, schema)
 
 

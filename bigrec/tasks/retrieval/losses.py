@@ -191,7 +191,7 @@ class MarginLoss(nn.Module):
     ``hard_negatives``: the negative is the highest-scoring candidate that is not the
     row's own target (in-batch targets plus ``num_negatives`` sampled ids: online hard
     negative mining); otherwise a random such candidate. ``mining="offline"`` adds a
-    second triplet per row on a negative drawn from the row's user's mined negatives
+    second triplet per row, weighted ``mined_weight``, on a negative drawn from the row's user's mined negatives
     (:class:`~bigrec.tasks.retrieval.mining.MinedNegatives`, filled once per epoch; the
     last ``B`` candidate ids are those draws). Scores are raw dot products (cosines for
     normalised towers), not divided by the temperature.
@@ -199,9 +199,11 @@ class MarginLoss(nn.Module):
 
     def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], num_negatives: int = 0,
                  negative_sampler: str = "uniform", margin: float = 0.1, hard_negatives: bool = False,
-                 mining: str = "online", mined_count: int = 10, num_users: int = 0, **_: object) -> None:
+                 mining: str = "online", mined_count: int = 10, num_users: int = 0, mined_weight: float = 1.0,
+                 **_: object) -> None:
         super().__init__()
         self.margin = margin
+        self.mined_weight = mined_weight
         self.hard_negatives = hard_negatives
         self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
         self.miner = MinedNegatives(num_users, num_items, mined_count, padding_item) if mining == "offline" else None
@@ -233,7 +235,7 @@ class MarginLoss(nn.Module):
         losses = F.relu(self.margin - positive + torch.where(valid, negative, positive + self.margin))
         if self.miner is not None:
             hard = F.relu(self.margin - positive + paired_score(output.user, mined))
-            losses = losses + torch.where(mined_ids != targets, hard, torch.zeros_like(hard))
+            losses = losses + self.mined_weight * torch.where(mined_ids != targets, hard, torch.zeros_like(hard))
         return losses.mean()
 
 

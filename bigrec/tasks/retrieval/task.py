@@ -12,7 +12,8 @@ Options (``task.options`` in the run config):
 ``hard_negatives``  ``false``    ``margin``: hardest candidate as the negative (mined online)
 ``mining``          ``online``   ``offline``: ``margin`` adds a negative per row drawn from its
                                  user's ``mined_count`` items ranked from ``mined_start`` by the
-                                 model, mined before every epoch but the first (``mining.py``)
+                                 model, mined before every epoch but the first (``mining.py``);
+                                 its triplet weighs ``mined_weight`` (1.0) beside the random one
 ``negative_sampler`` ``uniform`` ``uniform`` over items or ``popularity`` (online counts)
 ``log_q``           ``true``     log-Q correction of sampled softmax
 ``temperature``     model's      logits are ``u·v / temperature``
@@ -85,6 +86,7 @@ class RetrievalOptions:
     mining: str = "online"
     mined_start: int = 0
     mined_count: int = 10
+    mined_weight: float = 1.0
 
     @classmethod
     def from_dict(cls, raw: dict) -> "RetrievalOptions":
@@ -150,6 +152,7 @@ class RetrievalModule(nn.Module):
                                     negative_sampler=options.negative_sampler, log_q=options.log_q,
                                     margin=options.margin, hard_negatives=options.hard_negatives,
                                     mining=options.mining, mined_count=options.mined_count,
+                                    mined_weight=options.mined_weight,
                                     num_users=schema[self.user_feature].vocab_size if self.user_feature else 0)
         self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
 
