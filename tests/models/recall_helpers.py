@@ -43,3 +43,14 @@ def run_config(model: dict, data: Path, out: Path, options: dict, epochs: int = 
                     "sparse_optimizer": {"name": "exact_row_wise_adagrad", "lr": sparse_lr},
                     "early_stopping": {"metric": "recall@10", "mode": "max", "patience": 5}},
         "sharding": {"print_plan": False}})
+
+
+def popular_recall(data: Path) -> float:
+    """Recall@10 of the most-popular baseline on ``data``'s test split (each user's earlier items excluded)."""
+    from bigrec.data.seen import SeenItems
+    from bigrec.tasks.retrieval.baselines import most_popular_metrics
+
+    schema = Schema.load(Path(data) / "schema.json")
+    seen = SeenItems.from_splits([str(Path(data) / "train.parquet"), str(Path(data) / "valid.parquet")], schema)
+    return most_popular_metrics(str(Path(data) / "train.parquet"), str(Path(data) / "test.parquet"), schema,
+                                seen)["recall@10"]

@@ -10,9 +10,8 @@ from bigrec.data.synthetic_interests import generate_interests
 from bigrec.errors import ConfigError
 from bigrec.models import build_model
 from bigrec.models.recall.youtube_dnn import YouTubeDNN
-from bigrec.tasks.retrieval.baselines import most_popular_metrics
 from tests.model_training import fit_and_evaluate
-from tests.models.recall_helpers import sequence_batch, sequence_schema
+from tests.models.recall_helpers import popular_recall, sequence_batch, sequence_schema
 
 NONE = torch.zeros(0, dtype=torch.int64)
 
@@ -68,7 +67,7 @@ def test_history_mean_beats_user_features_alone(tmp_path):
     history = fit_and_evaluate(tmp_path, "youtube_dnn", {**params, "user_features": ["user_id", "hist_item_ids"]},
                                epochs=3, lr=0.01)
     alone = fit_and_evaluate(tmp_path, "youtube_dnn", {**params, "user_features": ["user_id"]}, epochs=3, lr=0.01)
-    popular = most_popular_metrics(str(tmp_path / "train.parquet"), str(tmp_path / "test.parquet"), 201)
-    print({"history": history["recall@10"], "user_id": alone["recall@10"], "popular": popular["recall@10"]})
-    assert history["recall@10"] > 2 * popular["recall@10"]
+    popular = popular_recall(tmp_path)
+    print({"history": history["recall@10"], "user_id": alone["recall@10"], "popular": popular})
+    assert history["recall@10"] > 2 * popular
     assert history["recall@10"] > alone["recall@10"] + 0.05

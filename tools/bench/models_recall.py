@@ -1,11 +1,15 @@
 """Recall benchmarks: MovieLens-100k quality table and training / full-ranking throughput.
 
     python tools/bench/models_recall.py quality      # -> docs/models.md, section "Recall"
+    python tools/bench/models_recall.py proofs       # -> docs/models.md, section "Recall: planted signals"
     python tools/bench/models_recall.py throughput   # -> docs/benchmarks.md, section "Recall"
 
-``quality`` trains SASRec and DSSM with ``configs/recall/*_ml100k.yaml`` (one rank)
-and scores the most-popular baseline on the same leave-last-out protocol
-(Recall/NDCG/MRR@10 on the test split, seen items excluded).
+``quality`` trains the recall models with ``configs/recall/*_ml100k.yaml`` (one rank,
+3 seeds, mean and spread) and scores the most-popular baseline on the same
+leave-last-out protocol (Recall/NDCG/MRR@10 on the test split, seen items excluded).
+``proofs`` runs the planted-signal comparisons on synthetic multi-interest users
+(MIND K = 4 vs K = 1; Facebook DSSM with offline / online hard negatives vs random
+only; YouTube DNN), 3 seeds each.
 ``throughput`` measures training samples/s at 1 and 2 gloo ranks on synthetic
 sequences, and full-ranking evaluation users/s of SASRec with 1,682 and
 1,000,000 items (sampled softmax in training, sharded scoring in evaluation);
@@ -39,35 +43,104 @@ def replace_section(path: Path, heading: str, body: str) -> None:
     path.write_text(text.rstrip() + "\n")
 
 
-def quality(epochs: int) -> str:
+QUALITY_MODELS = ("sasrec", "dssm", "youtube_dnn", "facebook_dssm", "mind")
+SEEDS = (0, 1, 2)
+
+
+def _train_seeds(config_path: Path, out: str, overrides: list[str], seeds=SEEDS) -> list[dict]:
+    """Test metrics (plus ``seconds`` and ``best_epoch``) of one 1-rank run per seed."""
     from bigrec.config import load_config
-    from bigrec.tasks.retrieval.baselines import most_popular_metrics
-    from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
+    runs = []
+    for seed in seeds:
+        config = load_config(config_path, [f"trainer.seed={seed}", f"trainer.output_dir={out}/{seed}",
+                                           "trainer.progress_bar=false", "sharding.print_plan=false"] + overrides)
+        started = time.perf_counter()
+        result = train(config)
+        runs.append({**result["test"], "seconds": time.perf_counter() - started, "best_epoch": result["best_epoch"]})
+    return runs
+
+
+def _mean_std(runs: list[dict], key: str) -> str:
+    import statistics
+
+    values = [r[key] for r in runs]
+    return f"{statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}"
+
+
+def _row(name: str, runs: list[dict]) -> str:
+    seconds = sum(r["seconds"] for r in runs) / len(runs)
+    best = "/".join(str(r["best_epoch"]) for r in runs)
+    return (f"| {name} | {_mean_std(runs, 'recall@10')} | {_mean_std(runs, 'ndcg@10')} | {_mean_std(runs, 'mrr@10')} "
+            f"| {best} | {seconds:.0f} s |")
+
+
+def _popular_row(data: Path) -> str:
+    from bigrec.data.seen import SeenItems
+    from bigrec.features import Schema
+    from bigrec.tasks.retrieval.baselines import most_popular_metrics
+
+    schema = Schema.load(data / "schema.json")
+    seen = SeenItems.from_splits([str(data / "train.parquet"), str(data / "valid.parquet")], schema)
+    popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), schema, seen)
+    return (f"| most-popular | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | {popular['mrr@10']:.4f} "
+            f"| - | - |")
+
+
+HEADER = ["| model | Recall@10 | NDCG@10 | MRR@10 | best epoch per seed | train time per seed |",
+          "|---|---|---|---|---|---|"]
+
+
+def quality(epochs: int, models: tuple[str, ...] = QUALITY_MODELS) -> str:
+    from bigrec.train.distributed import destroy_process_group
+
+    data = ROOT / "data/ml-100k/recall"
     rows = []
     with tempfile.TemporaryDirectory() as out:
-        for name in ("sasrec", "dssm"):
-            config = load_config(ROOT / f"configs/recall/{name}_ml100k.yaml",
-                                 [f"trainer.epochs={epochs}", f"trainer.output_dir={out}/{name}",
-                                  "trainer.progress_bar=false", "sharding.print_plan=false",
-                                  f"data.path={ROOT / 'data/ml-100k/recall'}"])
-            started = time.perf_counter()
-            result = train(config)
-            rows.append((name, result["test"], time.perf_counter() - started, result["best_epoch"]))
+        for name in models:
+            runs = _train_seeds(ROOT / f"configs/recall/{name}_ml100k.yaml", f"{out}/{name}",
+                                [f"trainer.epochs={epochs}", f"data.path={data}"])
+            rows.append(_row(name, runs))
         destroy_process_group()
-    data = ROOT / "data/ml-100k/recall"
-    popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), 1683)
-    lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items; the user's earlier items are",
-             f"excluded from the ranking), {epochs} epoch(s) per model, configs/recall/*_ml100k.yaml.",
-             "Regenerate: `python tools/bench/models_recall.py quality --epochs N`.", "",
-             "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
-    for name, test, seconds, best in rows:
-        lines.append(f"| {name} | {test['recall@10']:.4f} | {test['ndcg@10']:.4f} | {test['mrr@10']:.4f} | "
-                     f"{best} | {seconds:.0f} s |")
-    lines.append(f"| most-popular | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
-                 f"{popular['mrr@10']:.4f} | - | - |")
-    return "\n".join(lines)
+    lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items; every item of the user's",
+             f"earlier splits is excluded from the ranking), up to {epochs} epoch(s) per model with early stopping,",
+             f"configs/recall/*_ml100k.yaml, mean ± spread (population std) over seeds {list(SEEDS)}, 1 rank.",
+             "Regenerate: `python tools/bench/models_recall.py quality --epochs N`.", ""]
+    return "\n".join(lines + HEADER + rows + [_popular_row(data)])
+
+
+def proofs(epochs: int) -> str:
+    """Planted-signal comparisons on synthetic data (same data, model size and budget within a pair)."""
+    from bigrec.data.synthetic_interests import generate_interests
+    from bigrec.train.distributed import destroy_process_group
+
+    comparisons = [  # (label, config, overrides)
+        ("MIND, K = 4 interests", "mind", []),
+        ("MIND, K = 1 (single vector, same size)", "mind", ["model.num_interests=1"]),
+        ("Facebook DSSM, random + offline-mined hard negatives", "facebook_dssm", []),
+        ("Facebook DSSM, random + online hard negatives", "facebook_dssm",
+         ["task.options.mining=online", "task.options.hard_negatives=true"]),
+        ("Facebook DSSM, random negatives only", "facebook_dssm", ["task.options.mining=online"]),
+        ("YouTube DNN (history mean + user id)", "youtube_dnn", []),
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        data = Path(out) / "interests"
+        generate_interests(data, num_users=1500, num_items=400, num_clusters=40, interests=4, min_length=8,
+                           max_length=30, history_len=30)
+        for index, (label, name, overrides) in enumerate(comparisons):
+            runs = _train_seeds(ROOT / f"configs/recall/{name}_synthetic.yaml", f"{out}/{index}",
+                                [f"trainer.epochs={epochs}", f"data.path={data}"] + overrides)
+            rows.append(_row(label, runs))
+        destroy_process_group()
+        popular = _popular_row(data)
+    lines = ["Synthetic users with 4 disjoint interests (`bigrec data synthetic-interests`: 1,500 users, 400",
+             "items in 40 clusters, each user's items drawn from 4 of them), leave-last-out, up to",
+             f"{epochs} epoch(s) per run, configs/recall/<model>_synthetic.yaml with the overrides named,",
+             f"mean ± spread over seeds {list(SEEDS)}, 1 rank.",
+             "Regenerate: `python tools/bench/models_recall.py proofs --epochs N`.", ""]
+    return "\n".join(lines + HEADER + rows + [popular])
 
 
 def _synthetic(path: Path, items: int, users: int) -> None:
@@ -149,7 +222,7 @@ def throughput(steps: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["quality", "throughput"])
+    parser.add_argument("what", choices=["quality", "proofs", "throughput"])
     parser.add_argument("--epochs", type=int, default=10, help="quality: epochs per model")
     parser.add_argument("--steps", type=int, default=60, help="throughput: training steps per run")
     args = parser.parse_args()
@@ -158,6 +231,8 @@ def main() -> None:
     quiet_third_party()
     if args.what == "quality":
         replace_section(ROOT / "docs/models.md", "Recall", quality(args.epochs))
+    elif args.what == "proofs":
+        replace_section(ROOT / "docs/models.md", "Recall: planted signals", proofs(args.epochs))
     else:
         replace_section(ROOT / "docs/benchmarks.md", "Recall", throughput(args.steps))
 
