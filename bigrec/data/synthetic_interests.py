@@ -23,11 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from bigrec.data.catalogue import write_catalogue
-from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, write_split_dir
-from bigrec.data.synthetic_sequences import build_schema, draw_item, sequences_to_rows
+from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE
+from bigrec.data.synthetic_sequences import add_sequence_arguments, draw_item, run_generator, write_sequences
 from bigrec.features import Schema
 
 GENERATOR = "disjoint_interests_v1"
@@ -61,51 +59,20 @@ def generate_interests(output: str | Path, num_users: int = 5000, num_items: int
     rng = np.random.default_rng(seed)
     lengths = rng.integers(min_length, max_length + 1, size=num_users)
     sequences = _sequences(rng, lengths, num_items, num_clusters, interests, zipf)
-    tables, skipped = sequences_to_rows(np.arange(1, num_users + 1), sequences, history_len)
-    if skipped:
-        print(f"skipped {skipped} sequence(s) with fewer than 3 items (no test target after the valid one)")
-    metadata = {"generator": GENERATOR, "seed": seed, "num_users": num_users, "num_items": num_items,
-                "num_clusters": num_clusters, "interests": interests, "zipf": zipf, "history_len": history_len,
-                "min_length": min_length, "max_length": max_length, "skipped_sequences": skipped,
-                "task_split": "leave_last_out",
-                "counts": {split: {"rows": t.num_rows} for split, t in tables.items()}}
-    schema = build_schema(num_users, num_items, history_len, embedding_dim, metadata)
-    items = pa.table({"item_id": pa.array(np.arange(1, num_items + 1), pa.int64())})
-    schema.metadata.update(write_catalogue(output, items, schema, row_group_size=row_group_size))
-    write_split_dir(output, tables, schema, row_group_size)
-    return schema
+    metadata = {"generator": GENERATOR, "seed": seed, "num_clusters": num_clusters, "interests": interests,
+                "zipf": zipf, "min_length": min_length, "max_length": max_length}
+    return write_sequences(output, sequences, num_items, history_len, embedding_dim, metadata, row_group_size)
 
 
 def add_cli(commands, positive_int) -> None:
     """Register ``bigrec data synthetic-interests`` on the ``bigrec data`` sub-parsers."""
     parser = commands.add_parser("synthetic-interests", help="item sequences of users with several disjoint "
                                                              "interests, leave-last-out recall layout (MIND)")
-    parser.add_argument("--output", required=True, help="output directory")
-    parser.add_argument("--users", type=positive_int, default=5000, help="number of users/sequences (default 5000)")
-    parser.add_argument("--items", type=positive_int, default=2000, help="number of items (default 2000)")
-    parser.add_argument("--clusters", type=positive_int, default=100, help="item clusters (default 100)")
+    add_sequence_arguments(parser, positive_int, items=2000, clusters=100, min_length=8, max_length=40)
     parser.add_argument("--interests", type=positive_int, default=4, help="clusters per user (default 4)")
-    parser.add_argument("--min-length", type=positive_int, default=8, help="shortest sequence (default 8)")
-    parser.add_argument("--max-length", type=positive_int, default=40, help="longest sequence (default 40)")
-    parser.add_argument("--history-len", type=positive_int, default=50, help="items kept in hist_item_ids")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--embedding-dim", type=positive_int, default=32, help="embedding dim in schema.json")
-    parser.set_defaults(handler=_run_cli)
+    parser.set_defaults(handler=lambda args: run_generator("synthetic-interests", _generate, args))
 
 
-def _run_cli(args) -> int:
-    import json
-    import time
-
-    from bigrec.errors import ConfigError
-
-    started = time.perf_counter()
-    try:
-        schema = generate_interests(args.output, args.users, args.items, args.clusters, args.interests,
-                                    args.min_length, args.max_length, args.history_len, seed=args.seed,
-                                    embedding_dim=args.embedding_dim)
-    except ValueError as exc:
-        raise ConfigError(f"synthetic-interests: {exc}") from None
-    counts = {split: c["rows"] for split, c in schema.metadata["counts"].items()}
-    print(f"{args.output}: {json.dumps(counts)} rows, {time.perf_counter() - started:.2f}s")
-    return 0
+def _generate(args) -> Schema:
+    return generate_interests(args.output, args.users, args.items, args.clusters, args.interests, args.min_length,
+                              args.max_length, args.history_len, seed=args.seed, embedding_dim=args.embedding_dim)
