@@ -49,6 +49,8 @@ def test_recent_mean_of_the_history_padding_and_side_defaults():
     assert torch.isfinite(both).all() and torch.allclose(both[1], user([[3]])[0], atol=1e-6)
     output = model(sequence_batch(schema, [[1]], [2]), torch.arange(1, 5))
     assert output.user.shape == (1, 8) and output.candidates.shape == (4, 8)
+    # item vectors outside a step (full ranking, export) with a pooled user feature in the model
+    assert torch.allclose(model.item_vectors(torch.arange(1, 5)), output.candidates, atol=1e-6)
 
 
 def test_youtube_dnn_bad_config_is_one_clear_error():

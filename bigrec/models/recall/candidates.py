@@ -229,7 +229,7 @@ class CandidateLookup(nn.Module):
     def only(self, ids: torch.Tensor) -> Batch:
         """A batch of no rows carrying the candidate keys of ``ids`` ``[M]`` (lookups outside a step)."""
         empty = torch.zeros(0, 0, device=ids.device)
-        batch = Batch(empty, _empty_features(self.pooled_keys, 0, ids.device),
+        batch = Batch(empty, _empty_features(self.pooled_keys, 1, ids.device),  # stride 0 breaks a bag call
                       _empty_features(self.sequence_keys, 1, ids.device), empty)
         return self._with_keys(batch.sparse_features, batch.sequence_features, batch, ids, 0)
 
