@@ -317,7 +317,9 @@ def _fit(config) -> tuple[dict, list]:
 def _train_two_ranks(markov: str, movielens: str, out: str) -> dict:
     sasrec = _config(SASREC, markov, out + "/s", {"loss": "full"}, 2)
     sasrec.sharding.sharding_types = ["row_wise"]
-    dssm = _config(DSSM_MEAN, markov, out + "/d", {"loss": "sampled", "num_negatives": 64}, 2)
+    # the user id rides in a bag that the train pipeline owns; candidates must not call it again
+    dssm = _config({**DSSM_MEAN, "user_features": ["user_id", "hist_item_ids"]}, markov, out + "/d",
+                   {"loss": "sampled", "num_negatives": 64}, 2)
     dssm.sharding.sharding_types = ["table_wise"]
     features = _config(DSSM_FEATURES, movielens, out + "/f", {"loss": "sampled", "num_negatives": 8}, 1)
     features.sharding.sharding_types = ["table_wise"]

@@ -266,4 +266,5 @@ class CandidateLookup(nn.Module):
 
     def embed_candidates(self, embeddings: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
         """``[M, D]`` per item-tower feature of items ``ids``, looked up outside a training step."""
-        return self.candidate_inputs(embeddings(self.only(ids)), ids, 1)
+        # the bags only when a candidate key rides in them: otherwise the train pipeline may own their input
+        return self.candidate_inputs(embeddings(self.only(ids), bags=bool(self.bag_keys)), ids, 1)
