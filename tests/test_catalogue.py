@@ -152,3 +152,33 @@ def test_no_item_side_feature_reaches_a_user_tower_by_default(recall, name):
     with torch.no_grad():
         user = model(table_to_batch(rows, schema), none).user
         assert torch.equal(user, model(table_to_batch(other, schema), none).user)
+
+
+def test_item_features_on_sequence_tables_are_pooled_per_candidate_like_the_targets():
+    """An item feature whose table a history also reads rides in the collection's KJT, pooled per candidate."""
+    from bigrec.features import SequenceFeature, SparseFeature
+
+    schema = Schema([
+        SparseFeature("user_id", 5, 8, side="user"),
+        SparseFeature("item_id", 6, 8, table="item", side="item"),
+        SparseFeature("tags", 4, 8, table="tag", multi_valued=True, pooling="mean", side="item"),
+        SequenceFeature("hist_item_ids", 6, 8, table="item", max_len=3),
+        SequenceFeature("hist_tags", 4, 8, table="tag", max_len=3),
+    ])
+    tags = [[], [1, 2], [3], [1, 2, 3], [2], [3, 1]]  # item i's tags
+    catalogue = {"tags": (torch.tensor([t for item in tags for t in item]),
+                          torch.tensor([len(item) for item in tags], dtype=torch.int32))}
+    targets = [1, 3, 5, 4]
+    table = pa.table({"user_id": pa.array([1, 2, 3, 4], pa.int64()), "item_id": pa.array(targets, pa.int64()),
+                      "tags": pa.array([tags[i] for i in targets], pa.list_(pa.int64())),
+                      "hist_item_ids": pa.array([[2], [], [1, 4], [3]], pa.list_(pa.int64())),
+                      "hist_tags": pa.array([[3], [], [1, 2], [1]], pa.list_(pa.int64()))})
+    torch.manual_seed(0)
+    model = build_model("dssm", schema, {"item_features": ["item_id", "tags"], "hidden_units": [8],
+                                         "embedding_dim": 8})
+    assert not model.candidates.candidate_keys[1].bag  # the tag table lives in the collection
+    model.attach_catalogue(catalogue)
+    with torch.no_grad():
+        output = model.eval()(table_to_batch(table, schema), torch.tensor(targets))
+        assert torch.allclose(output.candidates, output.target, atol=1e-6)
+        assert torch.allclose(model.item_vectors(torch.tensor(targets)), output.target, atol=1e-6)
