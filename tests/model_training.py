@@ -39,7 +39,7 @@ def _fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int, batc
     schema = Schema.load(Path(data_dir) / "schema.json")
     torch.manual_seed(seed)
     model = build_model(name, schema, params)
-    task = build_task(model, schema, TaskConfig(), DataConfig(path=str(data_dir)))  # recall: seen items, catalogue
+    task = build_task(model, schema, TaskConfig(), DataConfig(path=str(data_dir)))
     module = task.wrap(model)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     train = batches(data_dir, "train", schema, batch_size)
@@ -51,7 +51,7 @@ def _fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int, batc
             loss.backward()
             optimizer.step()
     module.eval()
-    metrics = task.make_metrics(module, torch.device("cpu"))
+    metrics = task.make_metrics(module, torch.device("cpu"), "test")
     with torch.no_grad():
         for batch in batches(data_dir, "test", schema, 4096):
             metrics.update(module(batch)[1])

@@ -224,25 +224,24 @@ class CandidateLookup(nn.Module):
 
     def append(self, batch: Batch, ids: torch.Tensor) -> Batch:
         """``batch`` whose KJTs also carry the candidate keys of items ``ids`` ``[M]`` (see the module doc)."""
-        return self._with_keys(batch.sparse_features, batch.sequence_features, batch, ids, batch.batch_size)
-
-    def only(self, ids: torch.Tensor) -> Batch:
-        """A batch of no rows carrying the candidate keys of ``ids`` ``[M]`` (lookups outside a step)."""
-        empty = torch.zeros(0, 0, device=ids.device)
-        batch = Batch(empty, _empty_features(self.pooled_keys, 1, ids.device),  # stride 0 breaks a bag call
-                      _empty_features(self.sequence_keys, 1, ids.device), empty)
-        return self._with_keys(batch.sparse_features, batch.sequence_features, batch, ids, 0)
-
-    def _with_keys(self, pooled: KeyedJaggedTensor, sequences: KeyedJaggedTensor, batch: Batch,
-                   ids: torch.Tensor, batch_size: int) -> Batch:
         looked_up = [self._catalogue(k.feature, ids) for k in self.collection_keys]
-        sequences = extend_keys(sequences, [k.key for k in self.collection_keys], [v for v, _ in looked_up],
-                                [lengths.sum().reshape(1) for _, lengths in looked_up], sequences.stride(), 0)
+        sequences = extend_keys(batch.sequence_features, [k.key for k in self.collection_keys],
+                                [v for v, _ in looked_up], [lengths.sum().reshape(1) for _, lengths in looked_up],
+                                batch.sequence_features.stride(), 0)
+        pooled = batch.sparse_features
         if self.bag_keys:  # otherwise the batch's own KJT goes on unchanged (the pipeline can prefetch it)
             looked_up = [self._catalogue(k.feature, ids) for k in self.bag_keys]
             pooled = extend_keys(pooled, [k.key for k in self.bag_keys], [v for v, _ in looked_up],
-                                 [lengths for _, lengths in looked_up], batch_size + ids.numel(), batch_size)
+                                 [lengths for _, lengths in looked_up], batch.batch_size + ids.numel(),
+                                 batch.batch_size)
         return Batch(batch.dense, pooled, sequences, batch.labels)
+
+    def only(self, ids: torch.Tensor) -> Batch:
+        """One empty row (every batch key empty) plus the candidate keys of ``ids`` ``[M]``: a lookup outside a step."""
+        empty = torch.zeros(1, 0, device=ids.device)
+        batch = Batch(empty, _empty_features(self.pooled_keys, 1, ids.device),
+                      _empty_features(self.sequence_keys, 1, ids.device), empty)
+        return self.append(batch, ids)
 
     def candidate_inputs(self, embedded: EmbeddedFeatures, ids: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
         """``[M, D]`` per item-tower feature from the output of a lookup with candidates ``ids``."""
@@ -267,4 +266,5 @@ class CandidateLookup(nn.Module):
 
     def embed_candidates(self, embeddings: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
         """``[M, D]`` per item-tower feature of items ``ids``, looked up outside a training step."""
-        return self.candidate_inputs(embeddings(self.only(ids)), ids, 0)
+        # the bags only when a candidate key rides in them: otherwise the train pipeline may own their input
+        return self.candidate_inputs(embeddings(self.only(ids), bags=bool(self.bag_keys)), ids, 1)
