@@ -14,6 +14,8 @@ from tests.model_training import fit_and_evaluate
 from tests.models.recall_helpers import popular_recall, sequence_batch, sequence_schema
 
 NONE = torch.zeros(0, dtype=torch.int64)
+# in-batch negatives are each rank's own rows: the parity run scores against the full corpus
+PARITY_OVERRIDES = {"task": {"options": {"loss": "full"}}}
 
 
 def mechanism(model: YouTubeDNN, batch) -> None:
