@@ -336,7 +336,7 @@ class Trainer:
                               f"{progress.batches_done}); resuming there needs the same data order, but "
                               + ", ".join(f"{k} was {a}, is {b}" for k, (a, b) in changed.items())
                               + "; resume from an epoch-end checkpoint instead")
-        checkpoint.load_training_state(path, self.model, self.optimizer)
+        checkpoint.load_training_state(path, self.model, self.optimizer, verified=True)
         self.global_step = int(meta["global_step"])
         self.schedule.load_state_dict(meta["schedule"])
         self.progress = progress
