@@ -95,6 +95,7 @@ class TrainerConfig:
     resume: str = "none"  # none | auto (newest complete checkpoint in output_dir) | a checkpoint directory;
     # after a torchrun restart (TORCHELASTIC_RESTART_COUNT > 0) none acts as auto
     debug_log_steps: bool = False  # write every step's loss and row ids to output_dir/steps/ (tests)
+    reuse_output_dir: bool = False  # allow an output_dir that is not empty and was not made by bigrec
 
 
 @dataclass

@@ -26,6 +26,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import signal
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -330,7 +331,9 @@ def make_loader(dataset: ParquetBatches, num_workers: int = 0) -> DataLoader:
 
     It draws its worker seed from a generator of its own, not torch's global one,
     so starting a loader (e.g. mid-epoch after a resume) leaves the model's random
-    stream (dropout) exactly where an uninterrupted run has it.
+    stream (dropout) exactly where an uninterrupted run has it. Its workers ignore
+    SIGTERM/SIGINT: a job being preempted finishes its step with them
+    (``bigrec.train.preemption``); they exit with the loader.
     """
     return DataLoader(
         dataset,
@@ -340,7 +343,13 @@ def make_loader(dataset: ParquetBatches, num_workers: int = 0) -> DataLoader:
         persistent_workers=False,
         prefetch_factor=4 if num_workers else None,
         multiprocessing_context="fork" if num_workers else None,
+        worker_init_fn=_ignore_stop_signals if num_workers else None,
     )
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def validate_rank_data(dataset: ParquetBatches) -> None:

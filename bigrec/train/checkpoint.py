@@ -44,6 +44,7 @@ from bigrec.config import Config
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.train import manifest
+from bigrec.train.distributed import raise_for_all
 from bigrec.train.safe_load import SafeFileSystemReader, SafeLoadPlanner, load_plain, read_dcp_metadata
 
 COMPLETE_MARKER = "COMPLETE"
@@ -104,7 +105,7 @@ def save_checkpoint(directory: str | Path, model: nn.Module, optimizer=None, *, 
     final = Path(directory)
     staging = final.with_name(final.name + STAGING_SUFFIX)
     rank = _rank()
-    _agree(_make_staging(staging, final) if rank == 0 else None)
+    raise_for_all(_make_staging(staging, final) if rank == 0 else None)
     written = []
     if rank_state is not None:
         (staging / "ranks").mkdir(parents=True, exist_ok=True)
@@ -143,16 +144,6 @@ def _make_staging(staging: Path, final: Path) -> Optional[str]:
     staging.mkdir(parents=True)
     (staging / manifest.STAGING_MARKER).write_text("")
     return None
-
-
-def _agree(problem: Optional[str]) -> None:
-    """Share rank 0's ``problem`` with every rank (a barrier too); all raise it together."""
-    if dist.is_initialized():
-        box = [problem]
-        dist.broadcast_object_list(box, src=0)
-        problem = box[0]
-    if problem:
-        raise ConfigError(problem)
 
 
 def _gather_digests(local: dict) -> dict:
