@@ -52,7 +52,8 @@ from bigrec.train import sharding
 from bigrec.train import checkpoint
 from bigrec.train.checkpoint import load_model_state, save_checkpoint
 from bigrec.train.distributed import DistEnv, init_process_group
-from bigrec.train.optim import LrSchedule, attach_sparse_optimizer, check_sparse_optimizer, lr_factor, make_optimizer
+from bigrec.train.optim import (LrSchedule, attach_sparse_optimizer, check_dense_optimizer, check_sparse_optimizer,
+                                lr_factor, make_optimizer)
 from bigrec.train.output_dir import claim_for_job
 from bigrec.train.preemption import Preemption
 
@@ -76,6 +77,7 @@ def prepare(config: Config) -> Prepared:
     probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
     task = build_task(probe, schema, config.task)
     check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
+    check_dense_optimizer(config.trainer.dense_optimizer)
     data = config.data
     splits = {}
     for split in ("train", "valid", "test"):
