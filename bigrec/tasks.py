@@ -6,7 +6,10 @@ A task object has two methods the trainer uses, and nothing else:
   ``(loss, output)`` with ``output[0]`` the detached loss (the contract of
   TorchRec's train pipelines);
 * ``make_metrics(sharded_model, device)`` -> an object with ``update(output)``
-  and ``compute() -> dict[str, float]`` (synchronised over all ranks).
+  and ``compute() -> dict[str, float]`` (synchronised over all ranks);
+
+and optionally ``label_checks()`` -> :class:`~bigrec.data.labels.BinaryLabels`,
+the label columns the data stream checks hold 0/1 (or [0, 1]).
 
 ``build_task(model, schema, task_config)`` picks the task class registered for
 ``model.task``; new task kinds register with :func:`register_task`. So the
@@ -24,6 +27,7 @@ from torch.nn import functional as F
 
 from bigrec.batch import Batch
 from bigrec.config import TaskConfig
+from bigrec.data.labels import BinaryLabels, binary_labels
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
@@ -40,10 +44,11 @@ class BinaryTasks:
     label_names: tuple[str, ...]
     label_columns: tuple[int, ...]
     weights: tuple[float, ...]
+    soft_labels: bool = False  # labels may be any value in [0, 1]
 
     @classmethod
     def for_model(cls, model: RecModel, schema: Schema, labels: Optional[Sequence[str]] = None,
-                  weights: Optional[Sequence[float]] = None) -> "BinaryTasks":
+                  weights: Optional[Sequence[float]] = None, soft_labels: bool = False) -> "BinaryTasks":
         if model.task not in ("ranking", "multitask"):
             raise ConfigError(f"task '{model.task}' is not a binary-classification task")
         if labels is None:
@@ -58,11 +63,15 @@ class BinaryTasks:
         if num_tasks is not None and num_tasks != len(labels):
             raise ConfigError(f"model {type(model).__name__} has num_tasks={num_tasks} but the task reads "
                               f"{len(labels)} label(s) {list(labels)}; set task.labels or model.num_tasks")
-        return cls(tuple(labels), tuple(schema.labels.index(n) for n in labels), weights)
+        return cls(tuple(labels), tuple(schema.labels.index(n) for n in labels), weights, soft_labels)
 
     @classmethod
     def from_config(cls, model: RecModel, schema: Schema, config: TaskConfig) -> "BinaryTasks":
-        return cls.for_model(model, schema, config.labels, config.loss_weights)
+        return cls.for_model(model, schema, config.labels, config.loss_weights, config.soft_labels)
+
+    def label_checks(self) -> BinaryLabels:
+        """The values the data may hold in this task's label columns (checked as it is read)."""
+        return binary_labels(self.label_names, self.soft_labels)
 
     def wrap(self, model: RecModel) -> nn.Module:
         return TrainingModule(model, self)

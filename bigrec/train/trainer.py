@@ -79,6 +79,7 @@ def prepare(config: Config) -> Prepared:
     check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
     check_dense_optimizer(config.trainer.dense_optimizer)
     data = config.data
+    labels = task.label_checks() if hasattr(task, "label_checks") else None
     splits = {}
     for split in ("train", "valid", "test"):
         spec = data.resolve(split)
@@ -87,7 +88,7 @@ def prepare(config: Config) -> Prepared:
         batch_size = data.batch_size if split == "train" else data.eval_batch_size
         splits[split] = open_split(spec, schema, batch_size, env.rank, env.world_size,
                                    shuffle_buffer=data.shuffle_buffer if split == "train" else 0,
-                                   seed=config.trainer.seed)
+                                   seed=config.trainer.seed, labels=labels)
     if data.validate:
         for dataset in splits.values():
             validate_rank_data(dataset)
