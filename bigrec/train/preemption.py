@@ -84,23 +84,21 @@ class Preemption:
 
     def poll(self) -> bool:
         """After every step, on every rank: True on all ranks at the same step once any rank was signalled."""
+        return self._combine(wait=False)
+
+    def agreed(self) -> bool:
+        """Like :meth:`poll` but answered now (a blocking all-reduce): for epoch ends."""
+        return self._combine(wait=True)
+
+    def _combine(self, wait: bool) -> bool:
+        """Read the all-reduce in flight, launch the next one (and with ``wait`` read it too)."""
         if self.group is None:
             return self.requested
         if self._verdict():
             return True
         self._flag.fill_(int(self.requested))
         self._work = dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self.group, async_op=True)
-        return False
-
-    def agreed(self) -> bool:
-        """Like :meth:`poll` but answered now (a blocking all-reduce): for epoch ends."""
-        if self.group is None:
-            return self.requested
-        if self._verdict():
-            return True
-        self._flag.fill_(int(self.requested))
-        dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self.group)
-        return bool(self._flag.item())
+        return bool(self._verdict()) if wait else False
 
     def close(self) -> None:
         """Complete the all-reduce in flight (every rank launched it)."""
