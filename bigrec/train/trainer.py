@@ -8,7 +8,7 @@
 4. resume (``trainer.resume``): the newest complete checkpoint or a given one,
    model + optimizers + LR schedule + RNG + data position + early stopping;
 5. per epoch: train (a checkpoint every ``trainer.checkpoint_every_steps``),
-   validate (AUC/logloss over all ranks), early stopping, TensorBoard scalars,
+   validate (the task's metrics over all ranks), early stopping, TensorBoard scalars,
    a DCP checkpoint at epoch end (and of the best model);
 6. test metrics of the best model, written to ``metrics.json``.
 
@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from tqdm import tqdm
 
 from bigrec.config import Config
+from bigrec.data.labels import binary_labels
 from bigrec.data.stream import ParquetBatches, make_loader, open_split, validate_rank_data
 from bigrec.errors import ConfigError, Preempted
 from bigrec.features import Schema
@@ -56,6 +58,9 @@ from bigrec.train.optim import (LrSchedule, attach_sparse_optimizer, check_dense
                                 lr_factor, make_optimizer)
 from bigrec.train.output_dir import claim_for_job
 from bigrec.train.preemption import Preemption
+
+
+PROGRESS_LINE_S = 10.0  # seconds between progress lines when stderr is not a terminal
 
 
 @dataclass
@@ -79,7 +84,8 @@ def prepare(config: Config) -> Prepared:
     check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
     check_dense_optimizer(config.trainer.dense_optimizer)
     data = config.data
-    labels = task.label_checks() if hasattr(task, "label_checks") else None
+    binary = getattr(task, "binary_columns", None)  # label tasks name their 0/1 columns
+    labels = binary_labels(binary, config.task.soft_labels) if binary else None
     splits = {}
     for split in ("train", "valid", "test"):
         spec = data.resolve(split)
@@ -173,7 +179,7 @@ class Trainer:
 
     # ------------------------------------------------------------- stepping
     def _steps(self, loader, num_steps: int) -> Iterator:
-        """Yield each step's ``(loss, probabilities, labels)``; trains when the model is in train mode."""
+        """Yield each step's output (see :mod:`bigrec.tasks.base`); trains when the model is in train mode."""
         iterator = itertools.islice(iter(loader), num_steps)
         if self.pipeline is not None:
             while True:
@@ -207,8 +213,11 @@ class Trainer:
         num_steps = self.epoch_steps()
         every = self.config.trainer.checkpoint_every_steps
         self.model.train()
+        show = self.env.is_main and self.config.trainer.progress_bar
+        # a redrawn bar on a terminal; in a log file (TorchX, Slurm) one line per PROGRESS_LINE_S instead
         bar = tqdm(total=num_steps, initial=start_batch, desc=f"epoch {epoch + 1}",
-                   disable=not (self.env.is_main and self.config.trainer.progress_bar))
+                   disable=not (show and sys.stderr.isatty()))
+        last_line = time.perf_counter()
         rows_per_step = dataset.total_rows / len(dataset)  # global rows per step
         started = window_start = time.perf_counter()
         window_steps = epoch_steps = 0
@@ -216,7 +225,7 @@ class Trainer:
         if self.config.trainer.debug_log_steps:
             loader = self._traced(loader, dataset)
         for output in self._steps(loader, num_steps - start_batch):
-            loss = output[0]
+            loss, terms = output[0], output[1]
             self.schedule.step()
             self.global_step += 1
             window_steps += 1
@@ -234,8 +243,13 @@ class Trainer:
                 now = time.perf_counter()
                 samples_per_s = window_steps * rows_per_step / max(now - window_start, 1e-9)
                 self._log("train", {"loss": float(loss), "samples_per_s": samples_per_s,
+                                    **{name: float(value) for name, value in terms.items()},
                                     **{f"lr_{k}": v for k, v in self.schedule.lrs().items()}})
                 bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{samples_per_s:,.0f}")
+                if show and bar.disable and now - last_line >= PROGRESS_LINE_S:
+                    self._print(f"epoch {epoch + 1} step {self.progress.batches_done}/{num_steps}: "
+                                f"loss {float(loss):.4f}, {samples_per_s:,.0f} samples/s")
+                    last_line = now
                 window_start, window_steps = now, 0
         bar.close()
         return epoch_steps * rows_per_step / max(time.perf_counter() - started, 1e-9)
@@ -309,9 +323,9 @@ class Trainer:
 
     def _preempted(self, path: Path) -> Preempted:
         progress = self.progress
-        return Preempted(f"stopped by {self.preemption.describe()} at epoch {progress.epoch + 1}, batch {progress.batches_done}, global "
-                         f"step {self.global_step}; checkpoint {path} (resume with trainer.resume=auto)",
-                         self.preemption.exit_status())
+        return Preempted(f"stopped by {self.preemption.describe()} at epoch {progress.epoch + 1}, batch "
+                         f"{progress.batches_done}, global step {self.global_step}; checkpoint {path} (resume with "
+                         f"trainer.resume=auto)", self.preemption.exit_status())
 
     def save(self, name: str, epoch: int) -> Path:
         return save_checkpoint(self.checkpoint_root / name, self.model, self.optimizer,
