@@ -18,10 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from torch import nn
-
 from bigrec.errors import ConfigError
-from bigrec.train.sharding import BagSharder, SequenceSharder, embedding_tables
 
 ENTRY_FIELDS = ("sharding_type", "compute_kernel", "ranks", "shards")
 SHARD_FIELDS = ("offsets", "sizes", "placement")
@@ -38,8 +35,8 @@ def _type_name(value: Any) -> str:
 
 
 class _Checker:
-    def __init__(self, path: str, world_size: int, device_type: str) -> None:
-        self.path, self.world_size, self.device_type = path, world_size, device_type
+    def __init__(self, path: str, world_size: int, device_type: str, sharders: dict) -> None:
+        self.path, self.world_size, self.device_type, self.sharders = path, world_size, device_type, sharders
 
     def fail(self, where: str, problem: str) -> None:
         raise ConfigError(f"{self.path}: {where}: {problem}")
@@ -57,7 +54,7 @@ class _Checker:
         if missing or unknown:
             self.fail(where, f"missing field(s) {missing}" if missing else f"unknown field(s) {unknown}; "
                       f"a table's fields are {list(ENTRY_FIELDS)}")
-        sharder = SequenceSharder() if is_sequence else BagSharder()
+        sharder = self.sharders[is_sequence]
         types = sharder.sharding_types(self.device_type)
         kind = entry["sharding_type"]
         if kind not in types:
@@ -117,16 +114,21 @@ def _overlap(shards: list[dict]) -> bool:
                for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
-def check_plan_file(payload: Any, path: str, module: nn.Module, world_size: int, device_type: str) -> None:
-    """Raise a ConfigError naming the table and field if ``payload`` cannot shard ``module`` on this job."""
-    checker = _Checker(str(path), world_size, device_type)
+def check_plan_file(payload: Any, path: str, tables: dict[str, tuple[str, int, int, bool]], sharders: dict,
+                    world_size: int, device_type: str) -> None:
+    """Raise a ConfigError naming the table and field if ``payload`` cannot shard the model on this job.
+
+    ``tables``: ``table -> (module path, rows, dim, is_sequence)`` of the model
+    (``sharding.embedding_tables``); ``sharders``: ``is_sequence -> sharder`` whose
+    ``sharding_types`` / ``compute_kernels`` say what each table may use.
+    """
+    checker = _Checker(str(path), world_size, device_type, sharders)
     checker.mapping(payload, "the file", "a plan with 'world_size' and 'plan'")
     planned_world = payload.get("world_size")
     if planned_world != world_size:
         raise ConfigError(f"{path}: plan was made for {planned_world} rank(s) but this job has {world_size}; "
                           f"re-run `bigrec plan` with --world-size {world_size}")
     modules = checker.mapping(payload.get("plan"), "'plan'", "module path -> tables")
-    tables = embedding_tables(module)
     planned = {}
     for module_path, entries in modules.items():
         for table, entry in checker.mapping(entries, f"module '{module_path}'", "table -> sharding").items():

@@ -35,6 +35,7 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection, Embedding
 
 from bigrec.config import ShardingConfig
 from bigrec.errors import ConfigError
+from bigrec.train.plan_check import check_plan_file
 from bigrec.models.embeddings import embedding_tables
 
 ALL_SHARDING_TYPES = [t.value for t in ShardingType]
@@ -249,9 +250,8 @@ def load_plan(path: str | Path, module: nn.Module, world_size: int, device_type:
         raise ConfigError(f"{path}: plan file not found") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not a valid plan file ({exc})") from None
-    from bigrec.train.plan_check import check_plan_file  # it builds on this module's sharders
-
-    check_plan_file(payload, str(path), module, world_size, device_type)
+    check_plan_file(payload, str(path), embedding_tables(module), {False: BagSharder(), True: SequenceSharder()},
+                    world_size, device_type)
     return plan_from_dict(payload["plan"], device_type)
 
 
