@@ -222,7 +222,7 @@ def on_four_ranks(data_dir: str, out_dir: str) -> dict:
 @pytest.mark.dist
 def test_reshard_determinism_torn_checkpoint_and_bad_input(criteo_small, tmp_path):
     from bigrec.errors import ConfigError
-    from bigrec.train import checkpoint
+    from bigrec.train import checkpoint, manifest
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.predict import load_for_inference, predict
     from bigrec.train.trainer import Trainer, prepare
@@ -271,6 +271,8 @@ def test_reshard_determinism_torn_checkpoint_and_bad_input(criteo_small, tmp_pat
         schema["features"][20]["vocab_size"] += 1
         name = schema["features"][20]["name"]
         (changed / "schema.json").write_text(json.dumps(schema))
+        # a checkpoint of another schema, intact: its manifest matches
+        manifest.write(changed, {**manifest.read(changed), "schema.json": manifest.digest(changed / "schema.json")})
         with pytest.raises(ConfigError, match=f"schema: feature.{name}.vocab_size"):
             load_for_inference(config, changed)
         missing = tmp_path / "missing_shard"
