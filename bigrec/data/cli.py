@@ -59,6 +59,9 @@ def register(subparsers) -> None:
 
     add_sequences_cli(commands, _positive_int)
     _register_behavior_and_multitask(commands)
+    from bigrec.data.converters.cli import register as register_converters
+
+    register_converters(commands, _positive_int)
 
 
 def _run_movielens(args: argparse.Namespace) -> int:
