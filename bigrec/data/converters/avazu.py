@@ -33,7 +33,9 @@ CONTEXT = ("banner_pos", "site_id", "site_domain", "site_category", "app_id", "a
 RAW_NAMES = ("id", "click", "hour", "C1", "banner_pos", "site_id", "site_domain", "site_category", "app_id",
              "app_domain", "app_category", "device_id", "device_ip", "device_model", "device_type",
              "device_conn_type", "C14", "C15", "C16", "C17", "C18", "C19", "C20", "C21")
-DEFAULTS = {"vocab": {"default": {"min_count": 5}, "features": {}}, "dense": {"default": {}, "features": {}}}
+DEFAULTS = {"vocab": {"default": {"min_count": 5},
+                      "features": {"hour_of_day": {"min_count": 1}, "weekday": {"min_count": 1}}},
+            "dense": {"default": {}, "features": {}}}
 
 
 def fields() -> list[Field]:

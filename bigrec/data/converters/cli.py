@@ -25,6 +25,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, positive_int) -> None:
     parser.add_argument("--source", required=True, help="raw file or directory (the data set's published layout)")
     parser.add_argument("--output", required=True, help="output directory (written under a temporary name, "
                                                         "renamed at the end)")
+    parser.add_argument("--row-group-size", type=positive_int, default=65536, help="Parquet row group (default 65536)")
+    parser.add_argument("--embedding-dim", type=positive_int, default=16, help="embedding dim in schema.json")
+    parser.add_argument("--seed", type=int, default=0, help="seed of negative sampling (sequence data sets)")
+    add_scale_arguments(parser, positive_int)
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser, positive_int) -> None:
+    """The out-of-core options (also on ``bigrec data movielens`` for 1M / 20M / 25M)."""
     parser.add_argument("--memory-mb", type=positive_int, default=2048,
                         help="memory cap in MiB: block sizes, counting budgets and spill partitions follow it "
                              "(default 2048)")
@@ -32,13 +40,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, positive_int) -> None:
                                                               "report the first few)")
     parser.add_argument("--rows-per-file", type=positive_int, default=2_000_000,
                         help="rows per Parquet file (default 2000000)")
-    parser.add_argument("--row-group-size", type=positive_int, default=65536, help="Parquet row group (default 65536)")
-    parser.add_argument("--embedding-dim", type=positive_int, default=16, help="embedding dim in schema.json")
     parser.add_argument("--workers", type=positive_int, default=2, help="parsing / encoding threads (default 2)")
     parser.add_argument("--temp-dir", help="scratch space for spill files (default: inside the output's temporary "
                                            "directory)")
+    parser.add_argument("--partitions", type=positive_int, default=0,
+                        help="spill partitions of the sequence / join converters (default: from the memory cap "
+                             "and the input size)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--seed", type=int, default=0, help="seed of negative sampling (sequence data sets)")
     parser.add_argument("--config", help="preprocessing YAML (vocab / dense per feature; see docs/data.md)")
     parser.add_argument("overrides", nargs="*", help="preprocessing overrides, e.g. vocab.default.min_count=5 "
                                                      "vocab.features.sparse_3.hash_buckets=100000")
@@ -48,7 +56,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(source=Path(args.source), output=Path(args.output), memory_mb=args.memory_mb,
                     strict=args.strict, rows_per_file=args.rows_per_file, row_group_size=args.row_group_size,
                     embedding_dim=args.embedding_dim, workers=args.workers, progress=not args.no_progress,
-                    temp_dir=args.temp_dir, seed=args.seed, config=args.config, overrides=list(args.overrides))
+                    temp_dir=args.temp_dir, seed=args.seed, config=args.config, overrides=list(args.overrides),
+                    partition_count=args.partitions)
 
 
 def register(commands, positive_int) -> None:
@@ -70,3 +79,13 @@ def run(args: argparse.Namespace) -> int:
 
 def options_for(defaults: dict, settings: Settings, vocab_names: list[str], dense_names: list[str]):
     return load_options(defaults, settings.config, settings.overrides, vocab_names, dense_names)
+
+
+def run_movielens_large(args: argparse.Namespace) -> int:
+    from bigrec.data.converters.movielens_large import convert_movielens
+
+    settings = settings_from(args)
+    bad = BadInput(strict=settings.strict)
+    results = convert_movielens(settings, args.history_len, bad)
+    print_summary("movielens", settings.output, results, bad)
+    return 0

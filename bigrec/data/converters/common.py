@@ -38,6 +38,7 @@ class Settings:
     seed: int = 0
     config: str | None = None
     overrides: list = field(default_factory=list)
+    partition_count: int = 0  # spill partitions; 0 = from the memory cap and the input size
 
     @property
     def cap_bytes(self) -> int:
@@ -55,6 +56,8 @@ class Settings:
     def partitions(self, input_bytes: int, expansion: float = 6.0) -> int:
         """Spill partitions so that one partition, ``expansion`` times its raw size in memory, fits a quarter
         of the cap (a power of two, 1 to 1024)."""
+        if self.partition_count:
+            return self.partition_count
         needed = input_bytes * expansion / max(1, self.cap_bytes // 4)
         return int(min(1024, 1 << max(0, int(np.ceil(np.log2(max(needed, 1)))))))
 
@@ -118,7 +121,6 @@ class PartitionedSpill:
             table = spill.read_all()
             if table is not None:
                 yield table
-            spill.path.unlink(missing_ok=True)
 
 
 def finish(out: OutputDir, schema: Schema, vocabularies: dict[str, Vocabulary], stats: Stats, bad: BadInput,

@@ -138,7 +138,7 @@ def open_split_writers(root: Path, rows_per_file: int, row_group_size: int, stat
 
 
 class Stats:
-    """Rows and label rates per split; per id feature the distinct ids written and the out-of-vocabulary
+    """Rows and label rates per split; per id feature the distinct ids written (but 0) and the out-of-vocabulary
     and missing rates per split (from the ids themselves: 1 = OOV where the vocabulary has one, 0 = missing);
     per dense feature the mean and standard deviation of the values written."""
 
@@ -184,7 +184,9 @@ class Stats:
             splits[split] = {"rows": rows, "label_rate": rates}
         features = {}
         for name, size in self.id_sizes.items():
-            entry = {"vocab_size": size, "distinct_ids": int(_POPCOUNT[self.bits[name]].sum()),
+            bits = self.bits[name].copy()
+            bits[0] &= 0xFE  # id 0 (missing / padding) is not a value
+            entry = {"vocab_size": size, "distinct_ids": int(_POPCOUNT[bits].sum()),
                      "oov_rate": {}, "missing_rate": {}}
             for split, counts in self.counts.items():
                 values, oov, missing = (int(v) for v in counts[name])

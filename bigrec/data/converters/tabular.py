@@ -32,7 +32,7 @@ from bigrec.data.converters.common import Settings, SpillFile, finish
 from bigrec.data.converters.keys import keys_of
 from bigrec.data.converters.options import PrepOptions, RunningMoments
 from bigrec.data.converters.output import OutputDir, Stats, open_split_writers
-from bigrec.data.converters.textio import Block, CsvFormat, Progress, ordered_map, parse_csv, text_blocks
+from bigrec.data.converters.textio import Block, CsvFormat, Progress, ordered_map, parse_csv, staged_blocks, utf8_ok
 from bigrec.data.converters.vocab import KeyCounter, Vocabulary, check_vocab_memory
 from bigrec.data.parquet_io import SPLITS
 from bigrec.errors import DataError
@@ -120,6 +120,8 @@ def _stage(source: TabularSource, bad: BadInput, file_index: int):
         for f in source.of_kind("dense"):
             columns[f.name] = pa.array(table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64))
         for f in source.of_kind("sparse"):
+            if f.key == "str":
+                keep &= utf8_ok(table.column(f.source), lines, block.path, f.source, bad, keep)
             keys, present, wrong = keys_of(table.column(f.source), f.key)
             bad.report(block.path, lines[wrong & keep], f"not a valid {f.key} value", column=f.source)
             keep &= ~wrong
@@ -133,27 +135,18 @@ def _stage(source: TabularSource, bad: BadInput, file_index: int):
 
 def _parse_all(source: TabularSource, settings: Settings, bad: BadInput, spill: SpillFile) -> list[int]:
     """Pass 1: every input file into ``spill``; returns the good rows of each file."""
-    total = sum(p.stat().st_size for p in source.files)
-    progress = Progress(total, f"{source.name}: parse", settings.progress)
-    rows_per_file = []
+    rows_per_file = [0] * len(source.files)
     try:
-        for index, path in enumerate(source.files):
-            rows = 0
-            blocks = text_blocks(path, settings.block_bytes, source.skip_lines)
-            for table, nbytes in ordered_map(lambda b, i=index: (_stage(source, bad, i)(b), b.raw_bytes), blocks,
-                                             settings.workers):
-                spill.write(table)
-                rows += table.num_rows
-                progress.update(nbytes, table.num_rows)
-            if rows == 0:
-                if path.stat().st_size == 0:
-                    bad.empty_file(str(path))
-                else:
-                    bad.report(str(path), [1], "file has no good lines")
-            rows_per_file.append(rows)
+        for index, table in staged_blocks(source.files, settings.block_bytes, settings.workers,
+                                          lambda block, i: _stage(source, bad, i)(block), bad,
+                                          f"{source.name}: parse", settings.progress, source.skip_lines):
+            spill.write(table)
+            rows_per_file[index] += table.num_rows
     finally:
-        progress.close()
         spill.close()
+    for path, rows in zip(source.files, rows_per_file):
+        if rows == 0 and path.stat().st_size:
+            bad.report(str(path), [1], "file has no good lines")
     if not sum(rows_per_file):
         raise DataError(", ".join(str(p) for p in source.files), "no rows could be read")
     return rows_per_file

@@ -261,8 +261,11 @@ def _convert_checked(table: pa.Table, lines: np.ndarray, block: Block, fmt: CsvF
     return pa.table(columns, names=list(fmt.names)), lines
 
 
-def utf8_ok(array, lines: np.ndarray, path: str, column: str, bad: BadInput) -> np.ndarray:
-    """Bool [N]: the value is valid UTF-8 (the others are reported as bad encodings)."""
+def utf8_ok(array, lines: np.ndarray, path: str, column: str, bad: BadInput,
+            keep: np.ndarray | None = None) -> np.ndarray:
+    """Bool [N]: the value is valid UTF-8; the others (among ``keep``) are reported as bad encodings.
+
+    Arrow validates the whole column at once; only a column that fails is checked value by value."""
     try:
         array.cast(pa.string())
         return np.ones(len(array), dtype=bool)
@@ -275,7 +278,7 @@ def utf8_ok(array, lines: np.ndarray, path: str, column: str, bad: BadInput) -> 
                 value.decode("utf-8")
             except UnicodeDecodeError:
                 ok[i] = False
-    bad.report(path, lines[~ok], "bad encoding (not UTF-8)", column=column)
+    bad.report(path, lines[~ok & (True if keep is None else keep)], "bad encoding (not UTF-8)", column=column)
     return ok
 
 
@@ -321,3 +324,24 @@ def parse_json_lines(block: Block, schema: pa.Schema, bad: BadInput) -> tuple[pa
             rows.append(row)
             kept.append(number)
     return pa.Table.from_pylist(rows, schema=schema), block.first_line - 1 + np.asarray(kept, dtype=np.int64)
+
+
+def staged_blocks(files: Sequence[Path], block_bytes: int, workers: int, stage: Callable[[Block, int], T],
+                  bad: BadInput, description: str, progress: bool = True,
+                  skip_lines: int = 0) -> Iterator[tuple[int, T]]:
+    """``(file index, stage(block, file index))`` for every block of every file, in order, staged on
+    ``workers`` threads, with a progress bar over the input bytes. Empty files are reported to ``bad``."""
+    total = sum(Path(p).stat().st_size for p in files)
+    bar = Progress(total, description, progress)
+    try:
+        for index, path in enumerate(files):
+            if Path(path).stat().st_size == 0:
+                bad.empty_file(str(path))
+                continue
+            blocks = text_blocks(Path(path), block_bytes, skip_lines)
+            for block_bytes_read, staged in ordered_map(lambda b, i=index: (b.raw_bytes, stage(b, i)), blocks, workers):
+                rows = staged.num_rows if hasattr(staged, "num_rows") else 0
+                bar.update(block_bytes_read, rows)
+                yield index, staged
+    finally:
+        bar.close()

@@ -21,7 +21,7 @@ budget, not by the number of distinct values. The kept keys themselves stay in
 memory for encoding (16 bytes each); :func:`check_vocab_memory` refuses a set of
 vocabularies that would not fit the cap and names the features to hash instead.
 
-Each vocabulary is saved as ``vocab/<name>.parquet`` (``id``, ``value``,
+Each vocabulary is saved as ``vocab/<name>.parquet`` (``id``, ``key``, ``value``,
 ``count``) and described in ``schema.json`` metadata; :func:`load_vocabulary`
 plus :meth:`Vocabulary.lookup` map raw values to ids exactly as the converter
 did, for serving.
@@ -241,24 +241,25 @@ class Vocabulary:
         return meta
 
     def save(self, directory: Path) -> None:
-        """``directory/vocab/<name>.parquet``: ``id``, ``value`` (raw text), ``count`` (threshold kind only)."""
+        """``directory/vocab/<name>.parquet``: ``id``, ``key``, ``value`` (raw text: rendered from integer and
+        hex keys, remembered for ``str`` keys where the converter saw it, else null) and ``count``."""
         if self.spec.hashed:
             return
         ids = np.arange(self.first_id, self.size, dtype=np.int64)
-        if self.key_kind == "str":
-            values = pa.nulls(len(ids), pa.string())
+        if self.key_kind != "str":
+            values = pa.array(render_keys(self.keys, self.key_kind), pa.string())
+        else:
+            slots = np.full(self.size, -1, dtype=np.int64)
+            texts = pa.array([], pa.string())
             if self._values:
                 known = np.concatenate([i for i, _ in self._values])
                 texts = pa.concat_arrays([v for _, v in self._values])
-                order = np.argsort(known)
-                slots = np.full(self.size, -1, dtype=np.int64)
-                slots[known[order]] = np.arange(len(order))
-                values = texts.take(pa.array(order)).take(pa.array(slots[ids], mask=slots[ids] < 0))
-        else:
-            values = pa.array(render_keys(self.keys, self.key_kind), pa.string())
+                slots[known] = np.arange(len(known))
+            values = texts.take(pa.array(np.maximum(slots[ids], 0), mask=slots[ids] < 0)) if len(texts) else \
+                pa.nulls(len(ids), pa.string())
         (directory / "vocab").mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"id": ids, "value": values, "count": self.counts}),
-                       directory / "vocab" / f"{self.name}.parquet")
+        pq.write_table(pa.table({"id": ids, "key": pa.array(self.keys, pa.uint64()), "value": values,
+                                 "count": self.counts}), directory / "vocab" / f"{self.name}.parquet")
 
 
 def check_vocab_memory(vocabularies: list[Vocabulary], cap_bytes: int) -> None:
@@ -282,9 +283,6 @@ def load_vocabulary(schema_path: str | Path, name: str) -> Vocabulary:
     spec = VocabSpec(min_count=meta.get("min_count", 1), hash_buckets=meta.get("hash_buckets", 0))
     if spec.hashed:
         return Vocabulary(name, meta["key"], spec, has_oov=False)
-    table = pq.read_table(schema_path.parent / meta["file"])
-    values = table.column("value")
-    keys, _, _ = keys_of(values, meta["key"])
-    order = np.argsort(keys, kind="stable")
-    return Vocabulary(name, meta["key"], spec, keys[order], table.column("count").to_numpy()[order],
+    table = pq.read_table(schema_path.parent / meta["file"]).sort_by("id")
+    return Vocabulary(name, meta["key"], spec, table.column("key").to_numpy(), table.column("count").to_numpy(),
                       has_oov=meta.get("oov_id") is not None, distinct_values=meta.get("distinct_values", 0))
