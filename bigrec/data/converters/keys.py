@@ -63,13 +63,32 @@ def byte_layout(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
     return data, offsets[:-1], np.diff(offsets), valid
 
 
-def _positions(starts: np.ndarray, lengths: np.ndarray):
-    """Yield ``(rows, byte index)`` for every character position: the rows long enough, and where."""
-    if not len(lengths):
-        return
-    for j in range(int(lengths.max())):
-        rows = np.flatnonzero(lengths > j)
-        yield rows, starts[rows] + j
+def _char_matrix(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                 width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(chars [N, W] uint8, inside [N, W] bool)``: every value's bytes, left-aligned in W columns
+    (the longest value unless given), or right-aligned when ``width`` is given."""
+    right = width is not None
+    width = width if right else (int(lengths.max()) if len(lengths) else 0)
+    columns = np.arange(width, dtype=np.int32)
+    first = (starts + lengths - width if right else starts).astype(np.int32)
+    inside = (columns[None, :] >= (width - lengths)[:, None]) if right else (columns[None, :] < lengths[:, None])
+    chars = np.zeros((len(lengths), width), dtype=np.uint8)
+    present = np.flatnonzero(lengths)
+    if not present.size:
+        return chars, inside
+    size = int(lengths[present[0]])
+    span = int(starts[present[-1]] + lengths[present[-1]] - starts[present[0]])
+    if (lengths[present] == size).all() and span == size * present.size:  # equal lengths, contiguous bytes
+        block = data[starts[present[0]]:starts[present[0]] + span].reshape(-1, size)
+        if right:
+            chars[present, width - size:] = block
+        else:
+            chars[present, :size] = block
+        return chars, inside
+    padded = np.concatenate((np.zeros(width, dtype=np.uint8), data, np.zeros(width, dtype=np.uint8)))  # in bounds
+    chars = padded[width + first[:, None] + columns[None, :]]
+    chars[~inside] = 0
+    return chars, inside
 
 
 def str_keys(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,10 +96,12 @@ def str_keys(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data, starts, lengths, valid = byte_layout(array)
     bad = valid & (lengths > MAX_VALUE_BYTES)
     lengths = np.where(valid & ~bad, lengths, 0)
+    chars, inside = _char_matrix(data, starts, lengths)
     keys = np.full(len(lengths), FNV_OFFSET, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for rows, index in _positions(starts, lengths):
-            keys[rows] = (keys[rows] ^ data[index].astype(np.uint64)) * FNV_PRIME
+        for j in range(chars.shape[1]):  # one pass per character position, over every row
+            mixed = (keys ^ chars[:, j].astype(np.uint64)) * FNV_PRIME
+            keys = np.where(inside[:, j], mixed, keys)
     return keys, lengths > 0, bad
 
 
@@ -89,13 +110,16 @@ def hex_keys(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data, starts, lengths, valid = byte_layout(array)
     bad = valid & (lengths > 16)
     lengths = np.where(valid & ~bad, lengths, 0)
-    keys = np.zeros(len(lengths), dtype=np.uint64)
-    for rows, index in _positions(starts, lengths):
-        digit = _HEX[data[index]]
-        bad[rows[digit == 255]] = True
-        keys[rows] = (keys[rows] << np.uint64(4)) | (digit & 15).astype(np.uint64)
+    width = max(2, int(lengths.max()) + int(lengths.max()) % 2) if len(lengths) else 2
+    chars, inside = _char_matrix(data, starts, lengths, width)  # right-aligned: the last digit is the lowest
+    digits = _HEX[chars]
+    bad |= ((digits == 255) & inside).any(axis=1)
+    digits[~inside] = 0
+    packed = np.zeros((len(lengths), 8), dtype=np.uint8)  # two digits per byte, big-endian
+    packed[:, 8 - width // 2:] = (digits[:, 0::2] << 4) | (digits[:, 1::2] & 15)
+    keys = packed.view(">u8").reshape(-1).astype(np.uint64)
     present = (lengths > 0) & ~bad
-    return np.where(present, keys, 0), present, bad
+    return np.where(present, keys, np.uint64(0)), present, bad
 
 
 def int_keys(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

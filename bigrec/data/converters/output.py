@@ -28,6 +28,7 @@ from bigrec.data.parquet_io import ChunkedParquetWriter
 from bigrec.data.parquet_io import SPLITS as SPLITS  # noqa: PLC0414  (re-exported for the converters)
 from bigrec.errors import ConfigError
 
+_BOOL_LIMIT = 1 << 24
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
@@ -152,7 +153,10 @@ class Stats:
         self.label_sums: dict[str, dict[str, float]] = {}
         self.counts: dict[str, dict[str, np.ndarray]] = {}  # split -> feature -> [values, oov, missing]
         self.moments: dict[str, dict[str, np.ndarray]] = {}  # split -> feature -> [n, sum, sum of squares]
-        self.bits = {name: np.zeros((size + 7) // 8, dtype=np.uint8) for name, size in self.id_sizes.items()}
+        # ids written per feature: a bool per id, or a bit per id for tables over 2**24 rows
+        self.seen = {name: np.zeros(size if size <= _BOOL_LIMIT else (size + 7) // 8,
+                                    dtype=bool if size <= _BOOL_LIMIT else np.uint8)
+                     for name, size in self.id_sizes.items()}
 
     def observe(self, split: str, table: pa.Table) -> None:
         self.rows[split] = self.rows.get(split, 0) + table.num_rows
@@ -170,8 +174,12 @@ class Stats:
             oov = int(np.count_nonzero(ids == 1)) if name in self.oov_features else 0
             entry = counts.setdefault(name, np.zeros(3, dtype=np.int64))
             entry += (ids.size - missing, oov, missing)
-            unique = np.unique(ids)
-            np.bitwise_or.at(self.bits[name], unique >> 3, (1 << (unique & 7)).astype(np.uint8))
+            seen = self.seen[name]
+            if seen.dtype == bool:
+                seen[ids] = True
+            else:
+                unique = np.unique(ids)
+                np.bitwise_or.at(seen, unique >> 3, (1 << (unique & 7)).astype(np.uint8))
         moments = self.moments.setdefault(split, {})
         for name in self.dense:
             values = table.column(name).to_numpy().astype(np.float64)
@@ -184,9 +192,9 @@ class Stats:
             splits[split] = {"rows": rows, "label_rate": rates}
         features = {}
         for name, size in self.id_sizes.items():
-            bits = self.bits[name].copy()
-            bits[0] &= 0xFE  # id 0 (missing / padding) is not a value
-            entry = {"vocab_size": size, "distinct_ids": int(_POPCOUNT[bits].sum()),
+            seen = self.seen[name]
+            distinct = int(seen[1:].sum()) if seen.dtype == bool else int(_POPCOUNT[seen].sum()) - int(seen[0] & 1)
+            entry = {"vocab_size": size, "distinct_ids": distinct,  # id 0 (missing / padding) is not a value
                      "oov_rate": {}, "missing_rate": {}}
             for split, counts in self.counts.items():
                 values, oov, missing = (int(v) for v in counts[name])

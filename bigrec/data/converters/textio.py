@@ -87,6 +87,10 @@ class Block:
     def __post_init__(self) -> None:
         self.lines = self.data.count(b"\n")
 
+    def empty_lines(self) -> np.ndarray:
+        """1-based numbers (within the block) of its empty lines."""
+        return _empty_lines(self.data)
+
 
 def open_text(path: Path) -> tuple[pa.NativeFile, pa.NativeFile]:
     """``(raw file, decompressed stream)`` of ``path``."""
@@ -121,12 +125,12 @@ def text_blocks(path: Path, block_bytes: int, skip_lines: int = 0) -> Iterator[B
             chunk = stream.read(block_bytes)
             if not chunk:
                 break
-            data = rest + chunk
-            cut = data.rfind(b"\n")
+            cut = chunk.rfind(b"\n")
             if cut < 0:
-                rest = data
+                rest += chunk
                 continue
-            data, rest = data[:cut + 1], data[cut + 1:]
+            data = rest + chunk[:cut + 1] if rest else chunk[:cut + 1]  # one copy of the block at most
+            rest = chunk[cut + 1:]
             while skip_lines and data:
                 head, _, data = data.partition(b"\n")
                 skip_lines -= 1
@@ -160,8 +164,6 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 2) -> I
 
 def _empty_lines(data: bytes) -> np.ndarray:
     """1-based numbers of the empty lines of ``data`` (which ends with a newline)."""
-    if not (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
-        return np.zeros(0, dtype=np.int64)
     codes = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(codes == 10)
     starts = np.concatenate(([0], ends[:-1] + 1))

@@ -166,6 +166,7 @@ class Vocabulary:
     distinct_values: int = 0
     _values: list = field(default_factory=list, repr=False)  # (ids, raw values) of str keys, for the file
     _named: np.ndarray | None = field(default=None, repr=False)
+    _arrow_keys: pa.Array | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.key_kind not in KEY_KINDS:
@@ -202,7 +203,11 @@ class Vocabulary:
         if not len(self.keys):
             hit = np.zeros(len(keys), dtype=bool)
             pos = np.zeros(len(keys), dtype=np.int64)
-        else:
+        elif len(self.keys) <= len(keys):  # a hash lookup (its table costs one pass over the vocabulary)
+            found = pc.index_in(pa.array(keys, pa.uint64()), value_set=self._key_array())
+            hit = present & found.is_valid().to_numpy(zero_copy_only=False)
+            pos = found.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        else:  # a binary search (no table to build over a vocabulary larger than the batch)
             pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
             hit = present & (self.keys[pos] == keys)
         oov = present & ~hit
@@ -210,6 +215,11 @@ class Vocabulary:
             raise DataError(self.name, "a value missing from a complete vocabulary (converter bug)")
         ids = np.where(hit, pos + self.first_id, np.where(present, OOV_ID, MISSING_ID))
         return ids.astype(np.int64), oov
+
+    def _key_array(self) -> pa.Array:
+        if self._arrow_keys is None:
+            self._arrow_keys = pa.array(self.keys, pa.uint64())
+        return self._arrow_keys
 
     def lookup(self, raw_values) -> np.ndarray:
         """Ids of raw values (strings or ints) exactly as the converter assigned them (for serving)."""
