@@ -159,3 +159,23 @@ def write_aliccp(directory: Path) -> Path:
         write_lines(directory / f"common_features_{split}.csv",
                     [f"{index},{len(f)},{_feature_list(f)}" for index, f in common.items()])
     return directory
+
+
+def write_ml1m_generated(directory: Path, users: int = 150, movies: int = 80, seed: int = 0) -> Path:
+    """A larger MovieLens-1M-layout set with a learnable rating signal (user and movie biases)."""
+    rng = np.random.default_rng(seed)
+    genres = ["Action", "Comedy", "Drama", "Horror", "Romance"]
+    directory.mkdir(parents=True, exist_ok=True)
+    movie_bias = rng.normal(0, 1, movies)
+    user_bias = rng.normal(0, 1, users)
+    with open(directory / "ratings.dat", "w") as handle:
+        for u in range(users):
+            for m in rng.choice(movies, size=int(rng.integers(10, 30)), replace=False):
+                score = 3 + movie_bias[m] + user_bias[u] + rng.normal(0, 0.5)
+                handle.write(f"{u + 1}::{m + 1}::{int(np.clip(np.rint(score), 1, 5))}::{978300000 + int(rng.integers(0, 10**6))}\n")
+    (directory / "users.dat").write_text("".join(
+        f"{u + 1}::{'MF'[u % 2]}::{[1, 18, 25, 35, 45, 50, 56][u % 7]}::{u % 21}::{10000 + u}\n" for u in range(users)))
+    (directory / "movies.dat").write_text("".join(
+        f"{m + 1}::Movie {m} ({1950 + m % 50})::{'|'.join(rng.choice(genres, size=2, replace=False))}\n"
+        for m in range(movies)))
+    return directory
