@@ -57,6 +57,7 @@ class TaskConfig:
 
     labels: Optional[list] = None
     loss_weights: Optional[list] = None
+    aux_loss_weights: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
 
 

@@ -10,8 +10,8 @@ import torch
 from bigrec.data.convert import columns_of, table_to_batch
 from bigrec.features import Schema
 from bigrec.models import build_model
-from bigrec.tasks import BinaryTasks
-from bigrec.train.metrics import BinaryMetrics
+from bigrec.config import TaskConfig
+from bigrec.tasks import build_task
 
 
 def batches(data_dir: Path, split: str, schema: Schema, batch_size: int):
@@ -39,7 +39,7 @@ def _fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int, batc
     schema = Schema.load(Path(data_dir) / "schema.json")
     torch.manual_seed(seed)
     model = build_model(name, schema, params)
-    task = BinaryTasks.for_model(model, schema)
+    task = build_task(model, schema, TaskConfig())
     module = task.wrap(model)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     train = batches(data_dir, "train", schema, batch_size)
@@ -51,7 +51,7 @@ def _fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int, batc
             loss.backward()
             optimizer.step()
     module.eval()
-    metrics = BinaryMetrics(task.label_names, torch.device("cpu"))
+    metrics = task.make_metrics(module, torch.device("cpu"))
     with torch.no_grad():
         for batch in batches(data_dir, "test", schema, 4096):
             metrics.update(module(batch)[1])

@@ -23,7 +23,7 @@ from tests.model_training import batches, fit_and_evaluate
 from tests.test_data_prep import _write_grouplens
 
 MMOE = {"expert_units": [16], "num_experts": 8, "num_tasks": 2, "tower_units": [8], "embedding_dim": 8}
-SHARED_BOTTOM = {"bottom_units": [128], "num_tasks": 2, "tower_units": [8], "embedding_dim": 8}  # same size
+SHARED_BOTTOM = {"hidden_units": [128], "num_tasks": 2, "task_hidden_units": [8], "embedding_dim": 8}  # same size
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,11 @@ def test_gates_are_softmax_over_experts_and_change_the_output(unrelated_tasks):
     assert gates.shape == (64, 2, 3)
     assert torch.allclose(gates.sum(dim=-1), torch.ones(64, 2))
     assert gates.std(dim=0).min() > 0  # gates depend on the input, not constant
-    before = model(batch)
+    before = model(batch).logits
     assert before.shape == (64, 2)
     with torch.no_grad():  # a different gate for task 2 changes task 2 only
         model.gate_units[1].linear.weight.mul_(-5.0)
-    after = model(batch)
+    after = model(batch).logits
     assert torch.equal(after[:, 0], before[:, 0])
     assert not torch.allclose(after[:, 1], before[:, 1])
 

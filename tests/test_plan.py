@@ -168,10 +168,10 @@ def test_dcnv2_cross_layers_change_the_output(criteo_small, options):
     torch.manual_seed(0)
     model = build_model("dcnv2", schema, {"embedding_dim": 8, "hidden_units": [16], "cross_num": 2, **options})
     with torch.no_grad():
-        logits = model(batch)
+        logits = model(batch).logits
         for param in model.cross.parameters():
             param.zero_()  # x_{l+1} = x0 * (0 + 0) + x_l: every cross layer is the identity
-        without_cross = model(batch)
+        without_cross = model(batch).logits
     assert logits.shape == (batch.labels.shape[0],)
     assert not torch.allclose(logits, without_cross, atol=1e-4)
 

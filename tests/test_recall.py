@@ -15,9 +15,9 @@ from bigrec.data.synthetic_sequences import generate_sequences, sequences_to_row
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models import build_model
-from bigrec.retrieval.baselines import most_popular_metrics
-from bigrec.retrieval.losses import full_softmax_loss, sampled_softmax_loss
-from bigrec.retrieval.metrics import full_ranking, merge_top_k, slice_top_k
+from bigrec.tasks.retrieval.baselines import most_popular_metrics
+from bigrec.tasks.retrieval.losses import full_softmax_loss, sampled_softmax_loss
+from bigrec.tasks.retrieval.metrics import full_ranking, merge_top_k, slice_top_k
 from bigrec.tasks import build_task
 
 NUM_ITEMS = 41  # ids 1..40, 0 = padding
@@ -172,7 +172,7 @@ def markov(tmp_path_factory):
 
 @pytest.mark.e2e
 def test_sasrec_beats_order_free_mean_and_most_popular_then_exports(markov, tmp_path):
-    from bigrec.retrieval.export import retrieve
+    from bigrec.serving.export import retrieve
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
@@ -189,7 +189,7 @@ def test_sasrec_beats_order_free_mean_and_most_popular_then_exports(markov, tmp_
     assert sasrec["recall@10"] > dssm["recall@10"] + 0.05
     assert dssm["recall@10"] > popular["recall@10"]
 
-    from bigrec.retrieval.export import export_embeddings
+    from bigrec.serving.export import export_embeddings
 
     meta = export_embeddings(tmp_path / "s" / "checkpoints" / "best", tmp_path / "export")
     assert meta["num_items"] == 200

@@ -10,32 +10,40 @@ from torch import nn
 from bigrec.batch import Batch
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
+from bigrec.models.output import ModelOutput
 
 
 class RecModel(nn.Module):
     """Base class of bigrec models.
 
     A model declares its ``task`` (``ranking``, ``multitask`` or ``retrieval``);
-    the trainer derives the loss, metrics and checkpoint contents from it, so no
-    model needs a branch of its own in the trainer.
+    :func:`bigrec.tasks.build_task` picks the loss, metrics and predictions from it,
+    so no model needs a branch of its own in the trainer. A model imports only the
+    schema, the batch, :mod:`bigrec.models` blocks and TorchRec, never the task, the
+    training loop or the sharding code.
 
     Every constructor has the shape ``Model(schema, *, <reference parameters>,
     device=None)``; ``features`` defaults to all non-sequence features of the
     schema. ``device`` is where the embedding tables are created (``meta`` under
-    sharding). Dense layers may be built there too only if their module has
-    ``reset_parameters`` (DMP re-initialises meta modules through it; ``build_model``
-    checks this); otherwise build them on the CPU and let DMP move them.
+    sharding); dense layers are always built on the CPU and moved by DMP
+    (``build_model`` checks that no dense parameter is left on the meta device).
 
-    ``forward(batch)`` returns logits: ``[B]`` for ranking, ``[B, T]`` for multi-task.
+    ``forward(batch)`` returns a :class:`~bigrec.models.output.ModelOutput`: logits
+    ``[B]`` for ranking, ``[B, T]`` for multi-task (multi-task models also set
+    ``num_tasks`` and ``task_types``), plus named auxiliary losses and extras. A model
+    with auxiliary losses lists their names in ``aux_loss_names`` so configs naming
+    others fail early. Recall models (:class:`~bigrec.models.recall.RecallModel`)
+    return a :class:`~bigrec.models.output.RecallOutput`.
     """
 
     task: ClassVar[str] = "ranking"
+    aux_loss_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, schema: Schema) -> None:
         super().__init__()
         self.schema = schema
 
-    def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
+    def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def resolve_features(self, features: Optional[Sequence[str]]) -> list[str]:

@@ -118,3 +118,18 @@ def _max_len(schema: Schema, name: str) -> int:
     if isinstance(feature, SequenceFeature):
         return feature.max_len
     return int(schema.metadata.get("max_multi_hot", 64))
+
+
+def embedding_tables(module: nn.Module) -> dict[str, tuple[str, int, int, bool]]:
+    """``table -> (module path, rows, dim, is_sequence)`` for every TorchRec table in ``module``."""
+    tables = {}
+    for path, child in module.named_modules():
+        if isinstance(child, EmbeddingBagCollection):
+            configs, is_sequence = child.embedding_bag_configs(), False
+        elif isinstance(child, EmbeddingCollection):
+            configs, is_sequence = child.embedding_configs(), True
+        else:
+            continue
+        for config in configs:
+            tables[config.name] = (path, config.num_embeddings, config.embedding_dim, is_sequence)
+    return tables

@@ -1,4 +1,10 @@
-"""Building blocks shared by the model zoo."""
+"""Dense building blocks shared by the model zoo: MLP, activations (Dice), per-layer values.
+
+Device rule: embedding tables are created on the model's ``device`` (``meta`` under
+sharding, so ``DistributedModelParallel`` allocates only each rank's shards); dense
+layers are always built on the CPU and moved by DMP. So no dense block takes a
+device argument.
+"""
 
 from __future__ import annotations
 
@@ -72,7 +78,7 @@ class MLP(nn.Module):
     """
 
     def __init__(self, in_features: int, hidden_units: Sequence[int], dropout_rates: float | Sequence[float] = 0.0,
-                 activation: str = "relu", batch_norm: bool = False, device: torch.device | None = None) -> None:
+                 activation: str = "relu", batch_norm: bool = False) -> None:
         super().__init__()
         hidden_units = [int(u) for u in hidden_units]
         if not hidden_units or min(hidden_units) <= 0:
@@ -81,9 +87,9 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = in_features
         for units, rate in zip(hidden_units, rates):
-            layers.append(nn.Linear(width, units, device=device))
+            layers.append(nn.Linear(width, units))
             if batch_norm:
-                layers.append(nn.BatchNorm1d(units, device=device))
+                layers.append(nn.BatchNorm1d(units))
             layers.append(make_activation(activation, units))
             if rate > 0:
                 layers.append(nn.Dropout(rate))

@@ -12,6 +12,7 @@ import torch
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
+from bigrec.models.embeddings import embedding_tables
 
 _MODELS: dict[str, type[RecModel]] = {}
 M = TypeVar("M", bound=type[RecModel])
@@ -71,8 +72,6 @@ def _check_meta_parameters_reinitialisable(model: RecModel) -> None:
     (e.g. TorchRec's ``CrossNet`` kernels, ``nn.MultiheadAttention``) would train from
     uninitialised memory. Build such layers on the CPU (DMP moves them).
     """
-    from bigrec.train.sharding import embedding_tables
-
     table_paths = {path for path, *_ in embedding_tables(model).values()}
     broken = [f"{path}.{name}" if path else name
               for path, module in model.named_modules()

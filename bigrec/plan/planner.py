@@ -30,6 +30,7 @@ from bigrec.config import Config
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models import build_model
+from bigrec.models.embeddings import embedding_tables
 from bigrec.plan.topology import GIB, TopologySpec
 from bigrec.tasks import build_task
 from bigrec.train import sharding
@@ -118,7 +119,7 @@ def dry_run(module: nn.Module, config: Config, spec: TopologySpec, optimizer: st
     """
     started = time.perf_counter()
     topology = spec.to_torchrec()
-    prune = not full_search and len(sharding.embedding_tables(module)) > PRUNE_ABOVE_TABLES
+    prune = not full_search and len(embedding_tables(module)) > PRUNE_ABOVE_TABLES
     constraints = sharding.make_constraints(module, config.sharding, default_kernels(spec), spec.uvm_caching,
                                             prune_for_world_size=spec.world_size if prune else None)
     capture = _Capture()

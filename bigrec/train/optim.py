@@ -14,7 +14,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from bigrec.config import OptimizerConfig, TrainerConfig
 from bigrec.errors import ConfigError
-from bigrec.train.sharding import embedding_tables
+from bigrec.models.embeddings import embedding_tables
 
 SPARSE_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "exact_sgd": trec_optim.SGD,

@@ -54,8 +54,10 @@ def _check_splits(trainer: Trainer, splits: Sequence[str]) -> None:
 def predict_scores(trainer: Trainer, split: str) -> Optional[pa.Table]:
     """Scores of every row of ``split``: a table on rank 0 (``None`` elsewhere).
 
-    Columns: ``row`` (the row's index in the split, files in sorted order),
-    ``score`` (one task) or ``score_<label>`` (several), and the label columns.
+    Columns: ``row`` (the row's index in the split, files in sorted order), then what
+    the task writes per row (:meth:`prediction_columns`): for label tasks ``score``
+    (one task) or ``score_<label>`` (several), the model's per-row extras (e.g.
+    ESMM's ``p_cvr``) and the label columns.
     """
     _check_splits(trainer, [split])
     dataset = trainer.splits[split]
@@ -63,16 +65,14 @@ def predict_scores(trainer: Trainer, split: str) -> Optional[pa.Table]:
     trainer.model.eval()
     num_workers = trainer.config.data.num_workers
     row_ids = dataset.row_ids(num_workers)
-    rows, scores, labels = [], [], []
-    for output in trainer._steps(make_loader(dataset, num_workers), len(dataset)):
-        probabilities = output[1] if isinstance(output, (tuple, list)) and len(output) > 2 else None
-        if not isinstance(probabilities, torch.Tensor) or probabilities.dim() not in (1, 2):
-            raise ConfigError(f"predict needs a task whose output holds per-row scores [B] or [B, T]; "
-                              f"task {type(trainer.task).__name__} gives {type(probabilities).__name__}")
+    rows: list[np.ndarray] = []
+    columns: dict[str, list[np.ndarray]] = {}
+    for step in trainer._steps(make_loader(dataset, num_workers), len(dataset)):
         rows.append(next(row_ids))
-        scores.append(probabilities.reshape(len(rows[-1]), -1).float().cpu().numpy())
-        labels.append(output[2].reshape(len(rows[-1]), -1).float().cpu().numpy())
-    local = (np.concatenate(rows), np.concatenate(scores), np.concatenate(labels))
+        for name, values in trainer.task.prediction_columns(step).items():
+            columns.setdefault(name, []).append(values.reshape(len(rows[-1]), -1).float().cpu().numpy())
+    local = (np.concatenate(rows) if rows else np.zeros(0, np.int64),
+             {name: np.concatenate(parts) for name, parts in columns.items()})
     parts = [local]
     if dist.is_initialized() and dist.get_world_size() > 1:
         parts = [None] * dist.get_world_size()
@@ -81,16 +81,11 @@ def predict_scores(trainer: Trainer, split: str) -> Optional[pa.Table]:
             return None
     row = np.concatenate([p[0] for p in parts])
     order = np.argsort(row, kind="stable")
-    score = np.concatenate([p[1] for p in parts])[order]
-    label = np.concatenate([p[2] for p in parts])[order]
-    names = list(getattr(trainer.task, "label_names", [f"label_{t}" for t in range(score.shape[1])]))
-    columns = {"row": row[order]}
-    if score.shape[1] == 1:
-        columns["score"] = score[:, 0]
-    else:
-        columns.update({f"score_{name}": score[:, t] for t, name in enumerate(names)})
-    columns.update({name: label[:, t] for t, name in enumerate(names[:label.shape[1]])})
-    return pa.table(columns)
+    table = {"row": row[order]}
+    for name in parts[0][1]:
+        values = np.concatenate([p[1][name] for p in parts])[order]
+        table[name] = values[:, 0] if values.shape[1] == 1 else list(values)
+    return pa.table(table)
 
 
 def predict(config: Config, checkpoint_dir: str | Path, split: str = "test",

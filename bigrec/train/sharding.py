@@ -35,6 +35,7 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection, Embedding
 
 from bigrec.config import ShardingConfig
 from bigrec.errors import ConfigError
+from bigrec.models.embeddings import embedding_tables
 
 ALL_SHARDING_TYPES = [t.value for t in ShardingType]
 FUSED = EmbeddingComputeKernel.FUSED.value
@@ -65,21 +66,6 @@ class SequenceSharder(EmbeddingCollectionSharder):
 
 def make_sharders() -> list[ModuleSharder[nn.Module]]:
     return [BagSharder(), SequenceSharder()]
-
-
-def embedding_tables(module: nn.Module) -> dict[str, tuple[str, int, int, bool]]:
-    """``table -> (module path, rows, dim, is_sequence)`` for every TorchRec table in ``module``."""
-    tables = {}
-    for path, child in module.named_modules():
-        if isinstance(child, EmbeddingBagCollection):
-            configs, is_sequence = child.embedding_bag_configs(), False
-        elif isinstance(child, EmbeddingCollection):
-            configs, is_sequence = child.embedding_configs(), True
-        else:
-            continue
-        for config in configs:
-            tables[config.name] = (path, config.num_embeddings, config.embedding_dim, is_sequence)
-    return tables
 
 
 KERNELS = [k.value for k in EmbeddingComputeKernel]

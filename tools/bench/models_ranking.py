@@ -38,15 +38,16 @@ table (an `EmbeddingCollection`; the candidate is a length-1 sequence). The acti
 each history position with an MLP over `[q, k, q - k, q * k]`; following the paper the scores are
 **not** softmax-normalised: the interest vector is the score-weighted *sum* of the history, so the
 number of matching behaviours counts. Padding gets a weight of exactly 0 and an empty history a
-zero interest vector (tests in `tests/test_din.py`). With `dice`, the batch-norm statistics are
+zero interest vector (tests in `tests/models/test_din.py`). With `dice`, the batch-norm statistics are
 per rank, so multi-rank runs differ slightly from one rank (as any batch-norm model under DDP);
-the 2-rank parity test uses `prelu`.
+the 2-rank parity run of the conformance suite uses `prelu`.
 
 **MMoE** (`bigrec/models/multitask/mmoe.py`, `model.name: mmoe`, `task = "multitask"`, logits
 `[B, T]`): `features`, `expert_units`, `num_experts`, `num_tasks`, `expert_activation`,
-`gate_activation` (`softmax` over experts), `tower_units`, `dropout_rates`, `embedding_dim`.
-**SharedBottom** (`shared_bottom`): `features`, `bottom_units`, `tower_units`, `num_tasks`,
-`activation`, `dropout_rates`, `embedding_dim`. Labels and loss weights come from `task.labels`
+`gate_activation` (`softmax` over experts), `tower_units`, `task_types`, `expert_dropout_rates`,
+`tower_dropout_rates`, `embedding_dim`.
+**SharedBottom** (`shared_bottom`): `features`, `hidden_units`, `task_hidden_units`, `num_tasks`,
+`task_types`, `activation`, `dropout_rates`, `tower_dropout_rates`, `embedding_dim`. Labels and loss weights come from `task.labels`
 / `task.loss_weights` (`num_tasks` must match the labels); validation reports `<label>/auc` and
 `<label>/logloss` per task, and `trainer.early_stopping.metric: conversion/auc` stops on one task.
 
@@ -61,7 +62,7 @@ MMOE_SYNTHETIC = ROOT / "configs/multitask/mmoe_synthetic.yaml"
 # baselines: the model section of the config replaced by these
 DEEPFM_CANDIDATE = {"name": "deepfm", "features": ["user_id", "item_id", "item_cat"], "hidden_units": [64, 32],
                     "embedding_dim": 8}
-SHARED_BOTTOM = {"name": "shared_bottom", "bottom_units": [128], "tower_units": [8], "num_tasks": 2,
+SHARED_BOTTOM = {"name": "shared_bottom", "hidden_units": [128], "task_hidden_units": [8], "num_tasks": 2,
                  "embedding_dim": 8}
 
 

@@ -41,7 +41,7 @@ def replace_section(path: Path, heading: str, body: str) -> None:
 
 def quality(epochs: int) -> str:
     from bigrec.config import load_config
-    from bigrec.retrieval.baselines import most_popular_metrics
+    from bigrec.tasks.retrieval.baselines import most_popular_metrics
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 

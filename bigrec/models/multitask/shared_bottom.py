@@ -7,12 +7,13 @@ from typing import Optional, Sequence
 import torch
 
 from bigrec.batch import Batch
-from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
-from bigrec.models.layers import MLP
+from bigrec.models.experts import TaskTowers
 from bigrec.models.inputs import FlatInput
-from bigrec.models.multitask import TaskTowers
+from bigrec.models.layers import MLP
+from bigrec.models.multitask import check_task_types
+from bigrec.models.output import ModelOutput
 from bigrec.models.registry import register_model
 
 
@@ -23,31 +24,38 @@ class SharedBottom(RecModel):
     Args:
         schema: data schema.
         features: input features (default: every non-sequence feature).
-        bottom_units: hidden sizes of the shared MLP.
-        tower_units: hidden sizes of each task tower (a 1-unit head is added).
-        num_tasks: T; must equal the number of labels of the task.
+        hidden_units: hidden sizes of the shared bottom MLP.
+        task_hidden_units: hidden sizes of each task tower (a 1-unit head is added).
+        num_tasks: T (default: ``len(task_types)``, else 2); must equal the task's labels.
+        task_types: ``binary`` / ``regression`` per task (default all binary).
         activation: activation of bottom and towers.
-        dropout_rates: dropout of bottom and towers.
+        dropout_rates: dropout of the bottom MLP (one rate or one per layer).
+        tower_dropout_rates: dropout of each tower (one rate or one per layer).
         embedding_dim: D of every table.
 
-    Shapes: ``forward(batch) -> [B, T]`` logits.
+    Shapes: ``forward(batch) -> ModelOutput(logits [B, T])``.
+
+    Example::
+
+        model = SharedBottom(schema, hidden_units=[64], task_hidden_units=[16], task_types=["binary", "regression"])
+        logits = model(batch).logits  # [B, 2]
     """
 
     task = "multitask"
 
     def __init__(self, schema: Schema, features: Optional[Sequence[str]] = None,
-                 bottom_units: Sequence[int] = (256, 128), tower_units: Sequence[int] = (64,), num_tasks: int = 2,
-                 activation: str = "relu", dropout_rates: float | Sequence[float] = 0.0, embedding_dim: int = 16,
+                 hidden_units: Sequence[int] = (256, 128), task_hidden_units: Sequence[int] = (64,),
+                 num_tasks: Optional[int] = None, task_types: Optional[Sequence[str]] = None,
+                 activation: str = "relu", dropout_rates: float | Sequence[float] = 0.0,
+                 tower_dropout_rates: float | Sequence[float] = 0.0, embedding_dim: int = 16,
                  device: Optional[torch.device] = None) -> None:
         super().__init__(schema)
-        if num_tasks < 1:
-            raise ConfigError(f"SharedBottom: num_tasks must be >= 1, got {num_tasks}")
-        self.num_tasks = num_tasks
+        self.num_tasks, self.task_types = check_task_types("shared_bottom", num_tasks, task_types)
         self.inputs = FlatInput(schema, self.resolve_features(features), embedding_dim, device=device)
-        self.bottom = MLP(self.inputs.out_features, bottom_units, dropout_rates, activation, device=device)
-        self.towers = TaskTowers(self.bottom.out_features, tower_units, num_tasks, dropout_rates, activation,
-                                 device=device)
+        self.bottom = MLP(self.inputs.out_features, hidden_units, dropout_rates, activation)
+        self.towers = TaskTowers(self.bottom.out_features, task_hidden_units, self.num_tasks, tower_dropout_rates,
+                                 activation)
 
-    def forward(self, batch: Batch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> ModelOutput:
         shared = self.bottom(self.inputs(batch))
-        return self.towers([shared] * self.num_tasks)
+        return ModelOutput(self.towers([shared] * self.num_tasks))

@@ -12,9 +12,9 @@ from bigrec.batch import Batch
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
-from bigrec.models.embeddings import FeatureEmbeddings
+from bigrec.models.inputs import FieldInput
 from bigrec.models.layers import MLP
-from bigrec.models.inputs import DenseColumns, id_feature_names
+from bigrec.models.output import ModelOutput
 from bigrec.models.registry import register_model
 
 CROSS_PARAMETERIZATIONS = ("vector", "matrix")
@@ -74,37 +74,28 @@ class DCNV2(RecModel):
         device: device of the embedding tables (``meta`` under sharding); dense layers
             are built on the CPU and moved by ``DistributedModelParallel``.
 
-    Shapes: ``forward(batch) -> [B]`` logits.
+    Shapes: ``forward(batch) -> ModelOutput(logits [B])``.
 
     Example::
 
         model = DCNV2(schema, cross_num=3, cross_parameterization="matrix", low_rank=64,
                       hidden_units=[256, 128], embedding_dim=16)
-        logits = model(batch)  # [B]
+        logits = model(batch).logits  # [B]
     """
 
     task = "ranking"
 
     def __init__(self, schema: Schema, features: Optional[Sequence[str]] = None, cross_num: int = 2,
-                 cross_parameterization: str = "vector", low_rank: Optional[int] = None, num_experts: int = 1,
+                 cross_parameterization: str = "matrix", low_rank: Optional[int] = None, num_experts: int = 1,
                  hidden_units: Sequence[int] = (256, 128), dropout_rates: float | Sequence[float] = 0.0,
                  embedding_dim: int = 16, activation: str = "relu", device: Optional[torch.device] = None) -> None:
         super().__init__(schema)
-        names = self.resolve_features(features)
-        self.id_names = id_feature_names(schema, names)
-        self.dense = DenseColumns(schema, names)
-        self.embeddings = FeatureEmbeddings(schema, self.id_names, embedding_dim, device=device)
-        dense_dim = self.dense.out_features
-        self.dense_field = nn.Linear(dense_dim, embedding_dim) if dense_dim else None
-        in_features = (len(self.id_names) + (1 if dense_dim else 0)) * embedding_dim
+        self.fields = FieldInput(schema, self.resolve_features(features), embedding_dim, device=device)
+        in_features = self.fields.num_fields * embedding_dim
         self.cross = make_cross_net(in_features, cross_num, cross_parameterization, low_rank, num_experts)
         self.mlp = MLP(in_features, hidden_units, dropout_rates, activation)
         self.head = nn.Linear(in_features + self.mlp.out_features, 1)
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        embedded = self.embeddings(batch).pooled
-        inputs = [embedded[n] for n in self.id_names]  # F x [B, D]
-        if self.dense_field is not None:
-            inputs.append(self.dense_field(self.dense(batch)))  # [B, D]
-        x0 = torch.cat(inputs, dim=1)  # [B, F' * D]
-        return self.head(torch.cat([self.cross(x0), self.mlp(x0)], dim=1)).squeeze(1)
+    def forward(self, batch: Batch) -> ModelOutput:
+        x0 = self.fields(batch).flatten(1)  # [B, F' * D]
+        return ModelOutput(self.head(torch.cat([self.cross(x0), self.mlp(x0)], dim=1)).squeeze(1))

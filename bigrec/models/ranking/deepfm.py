@@ -10,9 +10,9 @@ from torch import nn
 from bigrec.batch import Batch
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
-from bigrec.models.embeddings import FeatureEmbeddings
-from bigrec.models.inputs import DenseColumns, id_feature_names
+from bigrec.models.inputs import FieldInput, FirstOrder
 from bigrec.models.layers import MLP
+from bigrec.models.output import ModelOutput
 from bigrec.models.registry import register_model
 
 
@@ -23,17 +23,13 @@ def factorization_machine(fields: torch.Tensor) -> torch.Tensor:
     return 0.5 * (square_of_sum - sum_of_square).sum(dim=1)
 
 
-FIRST_ORDER_DIM = 4
-
-
 @register_model("deepfm")
 class DeepFM(RecModel):
     """DeepFM over the schema's id and dense features.
 
     Every id feature is a field with a D-dim embedding (FM and MLP) and a scalar
-    first-order weight. Dense features enter the first-order term linearly and
-    are projected to one more D-dim field. The first-order weight of an id is the
-    sum of a 4-column row (fbgemm's fused kernels need dims divisible by 4).
+    first-order weight (:class:`~bigrec.models.inputs.FirstOrder`). Dense features
+    enter the first-order term linearly and are projected to one more D-dim field.
 
     Args:
         schema: data schema.
@@ -43,12 +39,12 @@ class DeepFM(RecModel):
         embedding_dim: D, shared by all fields (the FM needs one dim).
         activation: MLP activation.
 
-    Shapes: ``forward(batch) -> [B]`` logits.
+    Shapes: ``forward(batch) -> ModelOutput(logits [B])``.
 
     Example::
 
         model = DeepFM(schema, hidden_units=[64, 32], embedding_dim=8)
-        logits = model(batch)  # [B]
+        logits = model(batch).logits  # [B]
     """
 
     task = "ranking"
@@ -58,30 +54,12 @@ class DeepFM(RecModel):
                  embedding_dim: int = 16, activation: str = "relu", device: Optional[torch.device] = None) -> None:
         super().__init__(schema)
         names = self.resolve_features(features)
-        self.id_names = id_feature_names(schema, names)
-        self.dense = DenseColumns(schema, names)
-        dense_dim = self.dense.out_features
-        self.embeddings = FeatureEmbeddings(schema, self.id_names, embedding_dim, device=device)
-        # fbgemm's fused kernels need dims divisible by 4: a 4-column table summed over its
-        # columns is still one scalar weight per id
-        self.first_order = FeatureEmbeddings(schema, self.id_names, FIRST_ORDER_DIM, table_suffix="_linear",
-                                             device=device)
-        self.dense_linear = nn.Linear(dense_dim, 1) if dense_dim else None
-        self.dense_field = nn.Linear(dense_dim, embedding_dim) if dense_dim else None
-        num_fields = len(self.id_names) + (1 if dense_dim else 0)
-        self.mlp = MLP(num_fields * embedding_dim, hidden_units, dropout_rates, activation)
+        self.fields = FieldInput(schema, names, embedding_dim, device=device)
+        self.first_order = FirstOrder(schema, names, device=device)
+        self.mlp = MLP(self.fields.num_fields * embedding_dim, hidden_units, dropout_rates, activation)
         self.head = nn.Linear(self.mlp.out_features, 1)
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        embedded = self.embeddings(batch).pooled
-        fields = [embedded[n] for n in self.id_names]  # F x [B, D]
-        first_order = self.first_order(batch).pooled
-        linear = torch.stack([first_order[n] for n in self.id_names], dim=1).sum(dim=(1, 2))  # [B, F, 4] -> [B]
-        if self.dense_field is not None:
-            dense = self.dense(batch)
-            fields.append(self.dense_field(dense))
-            linear = linear + self.dense_linear(dense).squeeze(1)
-        stacked = torch.stack(fields, dim=1)  # [B, F, D]
-        deep = self.head(self.mlp(stacked.flatten(1))).squeeze(1)
-        return linear + factorization_machine(stacked) + deep
-
+    def forward(self, batch: Batch) -> ModelOutput:
+        fields = self.fields(batch)  # [B, F, D]
+        deep = self.head(self.mlp(fields.flatten(1))).squeeze(1)
+        return ModelOutput(self.first_order(batch) + factorization_machine(fields) + deep)

@@ -2,14 +2,13 @@
 
 A recall model maps a batch to user vectors and looks items up as vectors in
 the same space; the score of a (user, item) pair is their dot product. The
-retrieval task (:mod:`bigrec.retrieval`) turns that into losses (full or sampled
+retrieval task (:mod:`bigrec.tasks.retrieval`) turns that into losses (full or sampled
 softmax), full-ranking metrics, export and retrieval, so every recall model only
 implements :class:`RecallModel`'s three methods.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -18,24 +17,8 @@ from bigrec.batch import Batch
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
-from bigrec.retrieval.candidates import CANDIDATES, lookup_features, with_candidates
-
-import bigrec.retrieval.task  # noqa: F401,E402 - registers the "retrieval" task
-
-
-@dataclass
-class RecallVectors:
-    """Output of a recall model's ``forward``.
-
-    Attributes:
-        user: ``[B, D]`` user (query) vectors.
-        target: ``[B, D]`` vectors of each row's target item (in-batch candidates).
-        candidates: ``[M, D]`` vectors of the candidate ids passed to ``forward``.
-    """
-
-    user: torch.Tensor
-    target: torch.Tensor
-    candidates: torch.Tensor
+from bigrec.models.output import RecallOutput
+from bigrec.models.recall.candidates import CANDIDATES, lookup_features, with_candidates
 
 
 class RecallModel(RecModel):
@@ -44,7 +27,7 @@ class RecallModel(RecModel):
     Subclasses set ``item_feature`` (the target item column, default ``item_id``),
     ``history_feature`` (the user's earlier items, excluded from full ranking;
     ``None`` for none), ``temperature`` and ``num_items``, and implement
-    ``forward(batch, candidate_ids) -> RecallVectors`` and ``item_vectors(ids)``.
+    ``forward(batch, candidate_ids) -> RecallOutput`` and ``item_vectors(ids)``.
     """
 
     task = "retrieval"
@@ -86,8 +69,8 @@ class RecallModel(RecModel):
         """``[M] -> [M, D]`` item vectors in the user-vector space."""
         raise NotImplementedError
 
-    def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallVectors:  # pragma: no cover
+    def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallOutput:  # pragma: no cover
         raise NotImplementedError
 
 
-__all__ = ["RecallModel", "RecallVectors"]
+__all__ = ["RecallModel", "RecallOutput"]

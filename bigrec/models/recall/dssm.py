@@ -13,9 +13,10 @@ from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.embeddings import FeatureEmbeddings
 from bigrec.models.layers import MLP
-from bigrec.models.recall import RecallModel, RecallVectors
+from bigrec.models.recall import RecallModel, RecallOutput
 from bigrec.models.registry import register_model
-from bigrec.retrieval.candidates import CANDIDATES, with_candidate_lookup
+from bigrec.models.sequence import masked_mean
+from bigrec.models.recall.candidates import CANDIDATES, with_candidate_lookup
 
 
 @register_model("dssm")
@@ -32,7 +33,7 @@ class DSSM(RecallModel):
 
     Args:
         schema: data schema (leave-last-out recall layout).
-        user_features: user tower inputs (default: every non-item id feature).
+        user_features: user tower inputs (default: the schema's user-side id features).
         item_features: item tower inputs; only the item id feature is supported.
         hidden_units: tower MLP sizes (both towers); the last is the output dim.
         dropout_rates: one rate or one per layer.
@@ -40,7 +41,7 @@ class DSSM(RecallModel):
         temperature: logits are ``cos(u, v) / temperature``.
         activation: MLP activation.
 
-    Shapes: ``forward(batch, candidate_ids [M]) -> RecallVectors(user [B, H], target [B, H], candidates [M, H])``.
+    Shapes: ``forward(batch, candidate_ids [M]) -> RecallOutput(user [B, H], target [B, H], candidates [M, H])``.
 
     Example::
 
@@ -58,8 +59,10 @@ class DSSM(RecallModel):
                               f"follow from the id for full ranking and export), got {item_features}")
         item_feature = item_features[0]
         item_table = schema[item_feature].table
-        if user_features is None:
-            user_features = [f.name for f in schema.id_features if f.name != item_feature]
+        if user_features is None:  # the user side only: the candidate's own features never reach the user tower
+            user_features = [f.name for f in schema.id_features if f.side == "user"]
+            if not user_features:
+                raise ConfigError("dssm: the schema marks no id feature as side 'user'; set model.user_features")
         user_features = list(user_features)
         histories = [n for n in user_features if n in schema and schema[n].kind == "sequence"
                      and schema[n].table == item_table]
@@ -76,9 +79,8 @@ class DSSM(RecallModel):
         self.embeddings = FeatureEmbeddings(self.lookup_schema, self.user_features + [item_feature, CANDIDATES],
                                             embedding_dim=embedding_dim, device=device)
         self.sequence_names = {n for n in self.user_features if schema[n].kind == "sequence"}
-        self.user_tower = _tower(len(self.user_features) * embedding_dim, hidden_units, dropout_rates, activation,
-                                 device)
-        self.item_tower = _tower(embedding_dim, hidden_units, dropout_rates, activation, device)
+        self.user_tower = _tower(len(self.user_features) * embedding_dim, hidden_units, dropout_rates, activation)
+        self.item_tower = _tower(embedding_dim, hidden_units, dropout_rates, activation)
 
     def item_table(self) -> nn.Module:
         return self.embeddings.sequences[0]
@@ -86,30 +88,24 @@ class DSSM(RecallModel):
     def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.item_tower(self.item_rows(ids)), dim=-1)
 
-    def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallVectors:
+    def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallOutput:
         embedded = self.embeddings(with_candidate_lookup(batch, candidate_ids))
-        fields = []
-        for name in self.user_features:
-            if name in self.sequence_names:  # masked mean of the sequence
-                mask = embedded.masks[name].to(embedded.sequences[name].dtype)[:, :, None]
-                total = (embedded.sequences[name] * mask).sum(dim=1)
-                fields.append(total / mask.sum(dim=1).clamp(min=1))
-            else:
-                fields.append(embedded.pooled[name])
+        fields = [masked_mean(embedded.sequences[name], embedded.masks[name]) if name in self.sequence_names
+                  else embedded.pooled[name] for name in self.user_features]
         user = F.normalize(self.user_tower(torch.cat(fields, dim=1)), dim=-1)
         target = F.normalize(self.item_tower(embedded.pooled[self.item_feature]), dim=-1)
         candidates = F.normalize(self.item_tower(embedded.pooled[CANDIDATES]), dim=-1)
-        return RecallVectors(user, target, candidates)
+        return RecallOutput(user, target, candidates)
 
 
-def _tower(in_features: int, hidden_units: Sequence[int], dropout_rates: float | Sequence[float], activation: str,
-           device: Optional[torch.device]) -> nn.Module:
+def _tower(in_features: int, hidden_units: Sequence[int], dropout_rates: float | Sequence[float],
+           activation: str) -> nn.Module:
     """MLP whose last layer is linear (its output is normalised, not activated): ``[B, in] -> [B, H]``."""
     hidden_units = [int(u) for u in hidden_units]
     if not hidden_units:
         raise ConfigError("dssm: hidden_units must name at least the output size")
     if len(hidden_units) == 1:
-        return nn.Linear(in_features, hidden_units[0], device=device)
+        return nn.Linear(in_features, hidden_units[0])
     rates = dropout_rates if isinstance(dropout_rates, (int, float)) else list(dropout_rates)[:-1]
-    body = MLP(in_features, hidden_units[:-1], rates, activation, device=device)
-    return nn.Sequential(body, nn.Linear(body.out_features, hidden_units[-1], device=device))
+    body = MLP(in_features, hidden_units[:-1], rates, activation)
+    return nn.Sequential(body, nn.Linear(body.out_features, hidden_units[-1]))

@@ -11,9 +11,10 @@ from bigrec.batch import Batch
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.embeddings import FeatureEmbeddings
-from bigrec.models.recall import RecallModel, RecallVectors
+from bigrec.models.recall import RecallModel, RecallOutput
 from bigrec.models.registry import register_model
-from bigrec.retrieval.candidates import CANDIDATES, with_candidate_lookup
+from bigrec.models.sequence import keep_recent, last_state, masked_mean
+from bigrec.models.recall.candidates import CANDIDATES, with_candidate_lookup
 
 
 @register_model("sasrec")
@@ -38,7 +39,7 @@ class SASRec(RecallModel):
             history (same embeddings), the order-free baseline.
         item_feature, history_feature: column names.
 
-    Shapes: ``forward(batch, candidate_ids [M]) -> RecallVectors(user [B, D], target [B, D], candidates [M, D])``.
+    Shapes: ``forward(batch, candidate_ids [M]) -> RecallOutput(user [B, D], target [B, D], candidates [M, D])``.
 
     Example::
 
@@ -63,16 +64,12 @@ class SASRec(RecallModel):
         self.order_free = bool(order_free)
         self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature, CANDIDATES],
                                             embedding_dim=hidden_size, device=device)
-        # dense layers are built for real even under a meta device: DMP re-initialises meta
-        # parameters only through ``reset_parameters``, which MultiheadAttention lacks
-        dense_device = None if device is not None and torch.device(device).type == "meta" else device
-        self.positions = nn.Embedding(self.max_len, hidden_size, device=dense_device)
+        self.positions = nn.Embedding(self.max_len, hidden_size)
         self.dropout = nn.Dropout(dropout_rate)
         layer = nn.TransformerEncoderLayer(hidden_size, num_heads, dim_feedforward=hidden_size,
-                                           dropout=dropout_rate, batch_first=True, norm_first=True,
-                                           device=dense_device)
+                                           dropout=dropout_rate, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(hidden_size, device=dense_device)
+        self.norm = nn.LayerNorm(hidden_size)
         self.scale = float(hidden_size) ** 0.5
         causal = torch.triu(torch.ones(self.max_len, self.max_len, dtype=torch.bool), diagonal=1)
         self.register_buffer("causal_mask", causal, persistent=False)  # True = may not attend
@@ -84,30 +81,18 @@ class SASRec(RecallModel):
     def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         return self.item_rows(ids)
 
-    def recent(self, history: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keep the most recent ``max_len`` items, left-aligned: ``[B, L, D], [B, L] -> [B, m, D], [B, m]``."""
-        lengths = mask.sum(dim=1)
-        kept = lengths.clamp(max=self.max_len)
-        index = (lengths - kept)[:, None] + self.steps[None, :]  # [B, m]
-        index = index.clamp(max=history.shape[1] - 1)
-        items = history.gather(1, index[:, :, None].expand(-1, -1, history.shape[2]))
-        recent_mask = self.steps[None, :] < kept[:, None]
-        return items * recent_mask[:, :, None].to(items.dtype), recent_mask
-
     def user_state(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[B, L, D]`` padded history + ``[B, L]`` mask -> ``[B, D]`` user vector."""
-        items, mask = self.recent(history, mask)
+        items, mask = keep_recent(history, mask, self.max_len)
         if self.order_free:
-            total = (items * mask[:, :, None].to(items.dtype)).sum(dim=1)
-            return total / mask.sum(dim=1, keepdim=True).clamp(min=1).to(items.dtype)
+            return masked_mean(items, mask)
         x = self.dropout(items * self.scale + self.positions(self.steps)[None, :, :])
         # position 0 stays visible so an empty history attends to something (no NaN rows)
         padding = ~(mask | (self.steps[None, :] == 0))
         hidden = self.norm(self.encoder(x, mask=self.causal_mask, src_key_padding_mask=padding))  # [B, m, D]
-        last = (mask.sum(dim=1) - 1).clamp(min=0)
-        return hidden.gather(1, last[:, None, None].expand(-1, 1, hidden.shape[2])).squeeze(1)
+        return last_state(hidden, mask)
 
-    def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallVectors:
+    def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallOutput:
         embedded = self.embeddings(with_candidate_lookup(batch, candidate_ids))
         user = self.user_state(embedded.sequences[self.history_feature], embedded.masks[self.history_feature])
-        return RecallVectors(user, embedded.pooled[self.item_feature], embedded.pooled[CANDIDATES])
+        return RecallOutput(user, embedded.pooled[self.item_feature], embedded.pooled[CANDIDATES])

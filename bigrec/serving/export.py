@@ -4,12 +4,14 @@
 
     OUTPUT/items.parquet   item_id int64, embedding list<float32>  (every id but the padding id)
     OUTPUT/users.parquet   user_id int64, embedding list<float32>, seen_item_ids list<int64>
-                           (one row per row of the exported split, e.g. the test split)
-    OUTPUT/export.json     model, dim, temperature, checkpoint, split
+                           (one row per row of the exported split, e.g. the test split;
+                           a user with K interest vectors has K * dim floats, interest-major)
+    OUTPUT/export.json     model, dim, interests (K), temperature, checkpoint, split
 
 ``retrieve(export_dir, user_ids, k)`` scores users against every item by dot
 product (brute-force ``torch.topk``, or FAISS ``IndexFlatIP`` when installed)
-and excludes each user's seen items.
+and excludes each user's seen items. With K interests per user an item's score is
+its best interest's (the K top-K lists are merged).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bigrec.data.parquet_io import write_json, write_table
 from bigrec.data.stream import open_split
 from bigrec.errors import ConfigError, DataError
 from bigrec.features import Schema
+from bigrec.models.output import score
 
 
 def load_recall_model(checkpoint: str | Path):
@@ -51,7 +54,9 @@ def load_recall_model(checkpoint: str | Path):
 
 
 def _vectors_column(vectors: torch.Tensor) -> pa.Array:
-    flat = pa.array(vectors.detach().float().contiguous().numpy().reshape(-1), pa.float32())
+    """``[N, D]`` or ``[N, K, D]`` -> one list<float32> of ``D`` (``K * D``) values per row."""
+    vectors = vectors.detach().float().contiguous().reshape(vectors.shape[0], -1)
+    flat = pa.array(vectors.numpy().reshape(-1), pa.float32())
     return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]).cast(pa.list_(pa.float32()))
 
 
@@ -77,11 +82,13 @@ def export_embeddings(checkpoint: str | Path, output: str | Path, split: str = "
         users.append(model(batch, module.no_ids).user)
         seen.append(model.seen_ids(batch))
     users_t = torch.cat(users)
+    interests = users_t.shape[1] if users_t.dim() == 3 else 1
     user_ids = _user_ids(dataset.files, users_t.shape[0])
     seen_lists = [[int(i) for i in row if i >= 0] for row in torch.cat(seen).tolist()]
     write_table(pa.table({"user_id": pa.array(user_ids, pa.int64()), "embedding": _vectors_column(users_t),
                           "seen_item_ids": pa.array(seen_lists, pa.list_(pa.int64()))}), output / "users.parquet")
-    meta = {"model": config.model.name, "dim": int(users_t.shape[1]), "temperature": module.temperature,
+    meta = {"model": config.model.name, "dim": int(users_t.shape[-1]), "interests": int(interests),
+            "temperature": module.temperature,
             "checkpoint": str(checkpoint), "data": str(spec), "num_items": int(ids.numel()),
             "num_users": int(users_t.shape[0])}
     write_json(meta, output / "export.json")
@@ -131,10 +138,13 @@ def retrieve(export_dir: str | Path, user_ids: Sequence[int], k: int = 10, exclu
         raise DataError(str(export_dir / "users.parquet"), f"user id(s) {missing[:10]} not among the exported users")
     rows = [last_row[int(u)] for u in user_ids]
     queries = vectors[rows]
+    interests = queries.shape[1] // items.shape[1]
+    if interests > 1:  # [n, K * D] -> [n, K, D]: each interest retrieves, the lists are merged by score
+        queries = queries.reshape(len(rows), interests, items.shape[1])
     seen = table.column("seen_item_ids").to_pylist() if exclude_seen else [[] for _ in all_users]
     extra = max((len(seen[r]) for r in rows), default=0)
     take = min(k + extra, len(item_ids))
-    if backend == "faiss" or (backend == "auto" and faiss_available()):
+    if interests == 1 and (backend == "faiss" or (backend == "auto" and faiss_available())):
         import faiss
 
         index = faiss.IndexFlatIP(items.shape[1])
@@ -142,7 +152,7 @@ def retrieve(export_dir: str | Path, user_ids: Sequence[int], k: int = 10, exclu
         scores, positions = index.search(queries.float().numpy(), take)
         scores, positions = torch.from_numpy(scores), torch.from_numpy(positions)
     else:
-        scores, positions = torch.topk(queries.float() @ items.float().t(), take, dim=1)
+        scores, positions = torch.topk(score(queries.float(), items.float()), take, dim=1)
     out: dict[int, list[tuple[int, float]]] = {}
     for user, row, score_row, position_row in zip(user_ids, rows, scores.tolist(), positions.tolist()):
         excluded = set(seen[row])

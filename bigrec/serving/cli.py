@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from bigrec.retrieval.export import export_embeddings
+    from bigrec.serving.export import export_embeddings
 
     meta = export_embeddings(args.checkpoint, args.output, args.split, args.data, args.batch_size)
     print(f"{args.output}: {meta['num_items']} items, {meta['num_users']} users, dim {meta['dim']}")
@@ -35,7 +35,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _retrieve(args: argparse.Namespace) -> int:
     from bigrec.errors import ConfigError
-    from bigrec.retrieval.export import retrieve
+    from bigrec.serving.export import retrieve
 
     try:
         users = [int(u) for u in args.users.split(",") if u.strip()]

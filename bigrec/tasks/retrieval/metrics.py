@@ -1,6 +1,6 @@
 """Full-ranking evaluation: every item scored, seen items excluded, the target ranked.
 
-With W ranks, each rank scores its slice of items (:func:`~bigrec.retrieval.task.item_slice`)
+With W ranks, each rank scores its slice of items (:func:`~bigrec.tasks.retrieval.slices.item_slice`)
 for *all* evaluation users (user vectors are all-gathered), keeps its top-K, and
 the per-rank top-K lists are all-gathered and merged. Scores are float64 and
 ties go to the smaller item id, so the merged lists, and therefore the metrics,
@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from bigrec.retrieval.task import DEFAULT_KS, item_slice
+from bigrec.models.output import score
+from bigrec.tasks.retrieval.slices import DEFAULT_KS, all_gather_rows, item_slice, world
 
 MAX_SCORES = 1 << 25  # float64 scores held at once per rank (256 MiB)
 
@@ -35,27 +36,6 @@ def unwrap_model(module: nn.Module):
         module = inner
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _all_gather_rows(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
-    """Concatenate every rank's ``[n_r, ...]`` tensor in rank order (n_r may differ)."""
-    if world_size == 1:
-        return tensor
-    count = torch.tensor([tensor.shape[0]], dtype=torch.int64, device=tensor.device)
-    counts = [torch.zeros_like(count) for _ in range(world_size)]
-    dist.all_gather(counts, count)
-    sizes = [int(c) for c in counts]
-    padded = torch.zeros((max(sizes),) + tuple(tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
-    padded[:tensor.shape[0]] = tensor
-    blocks = [torch.empty_like(padded) for _ in range(world_size)]
-    dist.all_gather(blocks, padded)
-    return torch.cat([block[:size] for block, size in zip(blocks, sizes)])
-
-
 def slice_top_k(users: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor, targets: torch.Tensor,
                 seen: torch.Tensor, k: int, padding_item: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` of one slice of items for each user, seen items (but not the target) excluded.
@@ -66,7 +46,7 @@ def slice_top_k(users: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor
 
     Returns: scores ``[U, k]`` float64 (``-inf`` fills) and ids ``[U, k]`` (``-1`` fills).
     """
-    scores = users.double() @ items.double().t()  # [U, S]
+    scores = score(users.double(), items.double())  # [U, S]
     if item_ids.numel():
         first = item_ids[0]
         local = seen - first
@@ -121,8 +101,8 @@ def full_ranking(users: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor,
     ``item_vectors(ids [S]) -> [S, D]`` looks items up (a collective for a sharded
     table: every rank calls it exactly once).
     """
-    rank, world_size = _world()
-    users, targets, seen = (_all_gather_rows(t, world_size) for t in (users, targets, seen))
+    rank, world_size = world()
+    users, targets, seen = (all_gather_rows(t, world_size) for t in (users, targets, seen))
     start, end = item_slice(num_items, rank, world_size)
     item_ids = torch.arange(start, end, device=users.device)
     items = item_vectors(item_ids).to(users.dtype)
@@ -148,7 +128,7 @@ def full_ranking(users: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor,
 class FullRankingMetrics:
     """Accumulates evaluation rows; ``compute()`` runs :func:`full_ranking` (all ranks).
 
-    ``update((loss, user [B, D], targets [B], seen [B, L]))`` per evaluation batch.
+    ``update(step)`` per evaluation batch, ``step`` a :class:`~bigrec.tasks.retrieval.task.RetrievalStep`.
     """
 
     def __init__(self, item_vectors: Callable[[torch.Tensor], torch.Tensor], num_items: int,
@@ -163,8 +143,8 @@ class FullRankingMetrics:
         self.rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
 
-    def update(self, output) -> None:
-        loss, users, targets, seen = output
+    def update(self, step) -> None:
+        loss, _, users, targets, seen = step
         self.rows.append((users, targets, seen))
         self.loss_sum += torch.stack([loss.double() * targets.shape[0],
                                       torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=loss.device)])

@@ -12,8 +12,8 @@ import torch
 
 from bigrec.data.stream import list_parquet_files
 from bigrec.errors import DataError
-from bigrec.retrieval.metrics import full_ranking
-from bigrec.retrieval.task import DEFAULT_KS
+from bigrec.tasks.retrieval.metrics import full_ranking
+from bigrec.tasks.retrieval.slices import DEFAULT_KS
 
 
 def item_counts(train: str, num_items: int, item_column: str = "item_id") -> np.ndarray:

@@ -1,0 +1,130 @@
+"""Behaviour-sequence helpers shared by the zoo.
+
+Histories arrive from :class:`~bigrec.models.embeddings.FeatureEmbeddings` as
+``[B, L, D]`` embeddings, oldest first and padded at the end, with a ``[B, L]``
+bool mask (True where a real behaviour sits). These helpers never let padding
+reach a result: pooled, attended or read as a state.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from bigrec.errors import ConfigError
+from bigrec.features import Schema, SequenceFeature
+from bigrec.models.layers import MLP
+
+
+def keep_recent(history: torch.Tensor, mask: torch.Tensor, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The most recent ``max_len`` behaviours, left-aligned: ``[B, L, D], [B, L] -> [B, m, D], [B, m]``.
+
+    ``m = max_len``; rows with fewer behaviours are padded at the end with zeros.
+    """
+    steps = torch.arange(max_len, device=history.device)
+    lengths = mask.sum(dim=1)
+    kept = lengths.clamp(max=max_len)
+    index = ((lengths - kept)[:, None] + steps[None, :]).clamp(max=history.shape[1] - 1)  # [B, m]
+    items = history.gather(1, index[:, :, None].expand(-1, -1, history.shape[2]))
+    recent_mask = steps[None, :] < kept[:, None]
+    return items * recent_mask[:, :, None].to(items.dtype), recent_mask
+
+
+def masked_mean(sequence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real positions: ``[B, L, D], [B, L] -> [B, D]`` (zeros for an empty history)."""
+    weights = mask.to(sequence.dtype)[:, :, None]
+    return (sequence * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
+def last_state(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The state at the last real position: ``[B, L, H], [B, L] -> [B, H]`` (position 0 when empty)."""
+    last = (mask.sum(dim=1) - 1).clamp(min=0)
+    return states.gather(1, last[:, None, None].expand(-1, 1, states.shape[2])).squeeze(1)
+
+
+class TargetAttention(nn.Module):
+    """DIN's local activation unit: un-normalised, masked attention pooling of a history by a target.
+
+    Each position is scored by an MLP over ``[q, k, q - k, q * k]``; padding gets a
+    weight of exactly 0 and never enters the MLP's batch statistics (Dice / batch
+    norm see the real positions only).
+
+    Args:
+        dim: E, width of query and keys.
+        attention_units: hidden sizes of the scoring MLP (a 1-unit output is added).
+        activation: activation of the scoring MLP (``dice`` included).
+        normalize: softmax the scores over real positions (DIN keeps them raw).
+
+    Shapes: ``forward(query [B, E], keys [B, L, E], mask [B, L] bool)`` ->
+    ``(interest [B, E], weights [B, L])``.
+
+    Example::
+
+        unit = TargetAttention(8, [16])
+        interest, weights = unit(torch.randn(2, 8), torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool))
+    """
+
+    def __init__(self, dim: int, attention_units: Sequence[int], activation: str = "dice",
+                 normalize: bool = False) -> None:
+        super().__init__()
+        self.mlp = MLP(4 * dim, attention_units, activation=activation)
+        self.score = nn.Linear(self.mlp.out_features, 1)
+        self.normalize = normalize
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` raw scores; 0 on padding (``-inf`` when ``normalize``)."""
+        q = query.unsqueeze(1).expand_as(keys)  # [B, L, E]
+        features = torch.cat([q, keys, q - keys, q * keys], dim=-1)  # [B, L, 4E]
+        flat_mask = mask.reshape(-1)
+        # only the real positions go through the MLP, so batch statistics (Dice) ignore padding
+        real = self.score(self.mlp(features.reshape(-1, features.shape[-1])[flat_mask])).squeeze(-1)
+        fill = float("-inf") if self.normalize else 0.0
+        flat = torch.full(flat_mask.shape, fill, dtype=real.dtype, device=real.device)
+        return flat.masked_scatter(flat_mask, real).reshape(mask.shape)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = self.scores(query, keys, mask)
+        if self.normalize:
+            weights = torch.softmax(weights, dim=1).nan_to_num(0.0)  # an empty history: all zeros
+        return (weights.unsqueeze(-1) * keys).sum(dim=1), weights
+
+
+def pair_behaviors(schema: Schema, features: list[str], behavior_features: Mapping[str, str] | Sequence[str],
+                   model: str) -> list[tuple[str, str]]:
+    """``[(candidate, history), ...]``: each behaviour history with the candidate feature reading its table.
+
+    ``behavior_features`` is ``{candidate: history}`` or a list of histories, each
+    paired with the one feature of ``features`` on the same table. Aligned histories
+    must share one ``max_len``.
+    """
+    if isinstance(behavior_features, Mapping):
+        pairs = [(str(c), str(h)) for c, h in behavior_features.items()]
+    else:
+        pairs = []
+        for history in behavior_features:
+            table = schema[history].table
+            candidates = [n for n in features if schema[n].kind != "sequence" and schema[n].table == table]
+            if len(candidates) != 1:
+                raise ConfigError(f"{model}: history '{history}' (table '{table}') needs exactly one candidate "
+                                  f"feature reading the same table among features {features}, found {candidates}; "
+                                  "give behavior_features as {candidate: history}")
+            pairs.append((candidates[0], history))
+    if not pairs:
+        raise ConfigError(f"{model}: behavior_features is empty")
+    for candidate, history in pairs:
+        if not isinstance(schema[history], SequenceFeature):
+            raise ConfigError(f"{model}: behaviour feature '{history}' is not a sequence feature")
+        if schema[candidate].kind in ("sequence", "dense"):
+            raise ConfigError(f"{model}: candidate feature '{candidate}' must be a single id feature")
+        if schema[candidate].table != schema[history].table:
+            raise ConfigError(f"{model}: candidate '{candidate}' (table '{schema[candidate].table}') and history "
+                              f"'{history}' (table '{schema[history].table}') must share one table")
+        if candidate not in features:
+            raise ConfigError(f"{model}: candidate feature '{candidate}' is not among features {features}")
+    lengths = {schema[h].max_len for _, h in pairs}
+    if len(lengths) > 1:
+        raise ConfigError(f"{model}: aligned histories {[h for _, h in pairs]} must have one max_len, got {lengths}")
+    return pairs

@@ -1,0 +1,222 @@
+"""Retrieval losses, chosen by name (``task.options.loss``) from :data:`LOSSES`.
+
+Every loss is an ``nn.Module`` with two methods the retrieval task calls per step:
+
+* ``candidate_ids() -> [M]`` the item ids the model must look up this step (the
+  whole corpus slice of this rank, sampled negatives, or none);
+* ``forward(output, targets, candidate_ids) -> []`` the loss from the model's
+  :class:`~bigrec.models.output.RecallOutput`.
+
+===================== ===========================================================================
+``full``              softmax over every item (each rank looks up its slice of the corpus, the
+                      slices are all-gathered with gradients)
+``sampled``           softmax over in-batch targets plus ``num_negatives`` sampled ids, with one
+                      log-Q correction for the mixed proposal (Yi et al., 2019)
+``margin``            pairwise / triplet margin loss ``relu(margin - s(u, v+) + s(u, v-))`` on
+                      one negative per row: random or the hardest among in-batch and sampled
+                      candidates (embedding-based retrieval, Huang et al., 2020)
+===================== ===========================================================================
+
+Scores are dot products divided by the temperature; a user with K interest vectors
+``[B, K, D]`` scores an item by its best interest (:func:`bigrec.models.output.score`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+
+from bigrec.models.output import RecallOutput, paired_score, score
+from bigrec.tasks.retrieval.slices import all_gather_rows, gather_rows, item_slice, world
+
+
+def full_softmax_loss(user: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
+                      invalid: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Cross-entropy of each row's target among all items.
+
+    Args:
+        user: ``[B, D]`` or ``[B, K, D]`` user vectors.
+        items: ``[N, D]`` vectors of items ``0..N-1`` (row ``i`` is item ``i``).
+        targets: ``[B]`` target item ids.
+        invalid: ``[N]`` bool, items that are never candidates (padding id).
+
+    Returns: ``[]`` mean loss.
+    """
+    logits = score(user, items) / temperature  # [B, N]
+    if invalid is not None:
+        logits = logits.masked_fill(invalid[None, :], float("-inf"))
+    return F.cross_entropy(logits, targets)
+
+
+def sampled_softmax_loss(user: torch.Tensor, positives: torch.Tensor, positive_ids: torch.Tensor,
+                         negatives: torch.Tensor, negative_ids: torch.Tensor, log_q_positive: torch.Tensor,
+                         log_q_negative: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Softmax over in-batch positives plus extra negatives, log-Q corrected.
+
+    Row ``b``'s label is candidate ``b`` (its own target); another candidate with
+    the same item id (an accidental hit) is masked out.
+
+    Args:
+        user: ``[B, D]`` (or ``[B, K, D]``); positives: ``[B, D]`` target vectors; positive_ids: ``[B]``.
+        negatives: ``[M, D]`` extra negatives (``M`` may be 0); negative_ids: ``[M]``.
+        log_q_positive: ``[B]``, log_q_negative: ``[M]`` log expected counts (zeros: no correction).
+
+    Returns: ``[]`` mean loss.
+    """
+    candidates = torch.cat([positives, negatives], dim=0)  # [B + M, D]
+    ids = torch.cat([positive_ids, negative_ids])
+    log_q = torch.cat([log_q_positive, log_q_negative])
+    logits = score(user, candidates) / temperature - log_q[None, :]  # [B, B + M]
+    rows = torch.arange(user.shape[0], device=user.device)
+    own = rows[:, None] == torch.arange(ids.shape[0], device=user.device)[None, :]
+    accidental = (ids[None, :] == positive_ids[:, None]) & ~own
+    logits = logits.masked_fill(accidental, float("-inf"))
+    return F.cross_entropy(logits, rows)
+
+
+class FullSoftmax(nn.Module):
+    """Softmax over the whole corpus; ``candidate_ids`` are this rank's slice of it."""
+
+    def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], **_: object) -> None:
+        super().__init__()
+        self.temperature = temperature
+        rank, self.world_size = world()
+        size = math.ceil(num_items / self.world_size)
+        start, end = item_slice(num_items, rank, self.world_size)
+        slice_ids = torch.full((size,), padding_item if padding_item is not None else 0, dtype=torch.int64)
+        slice_ids[:end - start] = torch.arange(start, end)
+        self.register_buffer("slice_ids", slice_ids, persistent=False)
+        all_ids = torch.arange(size * self.world_size)
+        invalid = all_ids >= num_items
+        if padding_item is not None:
+            invalid |= all_ids == padding_item
+        self.register_buffer("invalid", invalid, persistent=False)
+
+    def candidate_ids(self) -> torch.Tensor:
+        return self.slice_ids
+
+    def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+        items = gather_rows(output.candidates) if self.world_size > 1 else output.candidates
+        return full_softmax_loss(output.user, items, targets, self.temperature, self.invalid)
+
+
+class SampledCandidates(nn.Module):
+    """Sampled negatives and the global item counts behind log-Q.
+
+    ``counts`` (a checkpointed buffer) counts every rank's targets (all-gathered per
+    step), add-one smoothed, so the popularity estimate is the same on every rank and
+    survives a resume.
+    """
+
+    def __init__(self, num_items: int, num_negatives: int, negative_sampler: str,
+                 padding_item: Optional[int]) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.num_negatives = num_negatives
+        self.negative_sampler = negative_sampler
+        self.first_item = 1 if padding_item == 0 else 0
+        counts = torch.ones(num_items, dtype=torch.float64)
+        if padding_item is not None:
+            counts[padding_item] = 0.0
+        self.register_buffer("counts", counts)
+
+    @torch.no_grad()
+    def observe(self, targets: torch.Tensor) -> None:
+        """Count this step's targets of every rank."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            targets = all_gather_rows(targets, dist.get_world_size())
+        self.counts.index_add_(0, targets, torch.ones_like(targets, dtype=self.counts.dtype))
+
+    def sample(self) -> torch.Tensor:
+        """``[M]`` negative ids (``M = num_negatives``)."""
+        if self.negative_sampler == "popularity":
+            return torch.multinomial(self.counts.float(), self.num_negatives, replacement=True)
+        return torch.randint(self.first_item, self.num_items, (self.num_negatives,), device=self.counts.device)
+
+    def log_expected_counts(self, ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """``log E[count of item j among the B + M candidates]`` for ``ids`` ``[n]``.
+
+        In-batch candidates are B draws from the target distribution ``p`` (estimated by
+        ``counts``); the extra negatives are M draws from the sampler ``r`` (uniform or
+        ``p``). One correction for the mixed proposal: ``log(B p_j + M r_j)``.
+        """
+        p = self.counts / self.counts.sum()
+        expected = batch_size * p[ids]
+        if self.num_negatives:
+            if self.negative_sampler == "popularity":
+                expected = expected + self.num_negatives * p[ids]
+            else:
+                expected = expected + self.num_negatives / (self.num_items - self.first_item)
+        return torch.log(expected)
+
+
+class SampledSoftmax(nn.Module):
+    """In-batch plus sampled negatives with the mixed-proposal log-Q correction."""
+
+    def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], num_negatives: int = 0,
+                 negative_sampler: str = "uniform", log_q: bool = True, **_: object) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.log_q = log_q
+        self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
+        self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
+
+    def candidate_ids(self) -> torch.Tensor:
+        return self.sampler.sample() if self.sampler.num_negatives else self.no_ids
+
+    def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+        self.sampler.observe(targets)
+        dtype = output.target.dtype
+        if self.log_q:
+            log_q_positive = self.sampler.log_expected_counts(targets, targets.shape[0]).to(dtype)
+            log_q_negative = self.sampler.log_expected_counts(candidate_ids, targets.shape[0]).to(dtype)
+        else:
+            log_q_positive = torch.zeros(targets.shape[0], dtype=dtype, device=targets.device)
+            log_q_negative = torch.zeros(candidate_ids.shape[0], dtype=dtype, device=targets.device)
+        return sampled_softmax_loss(output.user, output.target, targets, output.candidates, candidate_ids,
+                                    log_q_positive, log_q_negative, self.temperature)
+
+
+class MarginLoss(nn.Module):
+    """Triplet margin loss ``relu(margin - s(u, v+) + s(u, v-))`` with one negative per row.
+
+    ``hard_negatives``: the negative is the highest-scoring candidate that is not the
+    row's own target (in-batch targets plus ``num_negatives`` sampled ids: online hard
+    negative mining); otherwise a random such candidate. Scores are raw dot products
+    (cosines for normalised towers), not divided by the temperature.
+    """
+
+    def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], num_negatives: int = 0,
+                 negative_sampler: str = "uniform", margin: float = 0.1, hard_negatives: bool = False,
+                 **_: object) -> None:
+        super().__init__()
+        self.margin = margin
+        self.hard_negatives = hard_negatives
+        self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
+        self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
+
+    def candidate_ids(self) -> torch.Tensor:
+        return self.sampler.sample() if self.sampler.num_negatives else self.no_ids
+
+    def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+        self.sampler.observe(targets)
+        positive = paired_score(output.user, output.target)  # [B]
+        ids = torch.cat([targets, candidate_ids])
+        scores = score(output.user, torch.cat([output.target, output.candidates]))  # [B, B + M]
+        own = ids[None, :] == targets[:, None]
+        if self.hard_negatives:
+            negative = scores.masked_fill(own, float("-inf")).max(dim=1).values
+        else:
+            noise = torch.rand(scores.shape, device=scores.device).masked_fill(own, -1.0)
+            negative = scores.gather(1, noise.argmax(dim=1, keepdim=True)).squeeze(1)
+        valid = torch.isfinite(negative) & (~own).any(dim=1)
+        losses = F.relu(self.margin - positive + torch.where(valid, negative, positive + self.margin))
+        return losses.mean()
+
+
+LOSSES = {"full": FullSoftmax, "sampled": SampledSoftmax, "margin": MarginLoss}

@@ -1,0 +1,170 @@
+"""The ``retrieval`` task: losses for training, full-ranking metrics for evaluation.
+
+Options (``task.options`` in the run config):
+
+=================== ============ ==========================================================
+``loss``            ``auto``     a loss of :data:`~bigrec.tasks.retrieval.losses.LOSSES`
+                                 (``full``, ``sampled``, ``margin``), or ``auto``: full
+                                 softmax up to ``full_softmax_max_items`` items, else sampled
+``full_softmax_max_items`` 100000
+``num_negatives``   ``0``        extra sampled negatives per step (sampled, margin)
+``margin``          ``0.1``      margin of the ``margin`` loss
+``hard_negatives``  ``false``    ``margin``: hardest candidate as the negative (mined online)
+``negative_sampler`` ``uniform`` ``uniform`` over items or ``popularity`` (online counts)
+``log_q``           ``true``     log-Q correction of sampled softmax
+``temperature``     model's      logits are ``u·v / temperature``
+``padding_item``    ``0``        an id that is never a candidate (``null``: none)
+``ks``              5,10,20,50   cut-offs of Recall/NDCG/HitRate/MRR@K
+``eval_chunk_users`` ``1024``    users scored per matrix product in evaluation
+=================== ============ ==========================================================
+
+**Full softmax with a sharded item table.** Every rank looks up its contiguous
+slice of item ids through the model's (sharded) ``EmbeddingCollection``, then
+the slices are all-gathered (gradients flow back: the backward all-reduces the
+gradient and keeps this rank's slice), so every rank scores its rows against
+all items while each row of the table is looked up once per rank-step.
+
+**Sampled softmax** uses the other rows' targets as negatives plus
+``num_negatives`` extra ids; the item frequencies behind log-Q are counted
+online from every rank's targets (a checkpointed buffer, the same on every
+rank), which needs no pass over the data. One correction serves the mixed
+proposal: ``log(B p_j + M r_j)`` for every candidate (``p``: target frequency,
+``r``: the sampler's distribution).
+
+The validation/test ``loss`` is the in-batch softmax (no correction); ranking
+metrics come from :class:`~bigrec.tasks.retrieval.metrics.FullRankingMetrics`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from bigrec.batch import Batch
+from bigrec.config import TaskConfig
+from bigrec.errors import ConfigError
+from bigrec.features import Schema
+from bigrec.models.output import RecallOutput
+from bigrec.tasks.retrieval.losses import LOSSES, sampled_softmax_loss
+from bigrec.tasks.base import AuxiliaryLosses
+from bigrec.tasks.retrieval.metrics import FullRankingMetrics, unwrap_model
+from bigrec.tasks.retrieval.slices import DEFAULT_KS
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    loss: str = "auto"
+    margin: float = 0.1
+    hard_negatives: bool = False
+    full_softmax_max_items: int = 100_000
+    num_negatives: int = 0
+    negative_sampler: str = "uniform"
+    log_q: bool = True
+    temperature: Optional[float] = None
+    padding_item: Optional[int] = 0
+    ks: tuple = DEFAULT_KS
+    eval_chunk_users: int = 1024
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "RetrievalOptions":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown task.options key(s) {unknown} for the retrieval task; valid: {sorted(known)}")
+        options = cls(**{k: (tuple(v) if k == "ks" else v) for k, v in raw.items()})
+        if options.loss != "auto" and options.loss not in LOSSES:
+            raise ConfigError(f"task.options.loss must be auto or one of {sorted(LOSSES)}, got '{options.loss}'")
+        if options.negative_sampler not in ("uniform", "popularity"):
+            raise ConfigError(f"task.options.negative_sampler must be uniform or popularity, "
+                              f"got '{options.negative_sampler}'")
+        if options.num_negatives < 0 or not options.ks or min(options.ks) < 1:
+            raise ConfigError("task.options: num_negatives must be >= 0 and ks positive integers")
+        if options.temperature is not None and options.temperature <= 0:
+            raise ConfigError(f"task.options.temperature must be > 0, got {options.temperature}")
+        return options
+
+
+class RetrievalStep(NamedTuple):
+    """An evaluation step's output: the input of :class:`FullRankingMetrics`.
+
+    ``loss`` ``[]`` and ``terms`` detached; ``user`` ``[B, D]`` or ``[B, K, D]``;
+    ``targets`` ``[B]``; ``seen`` ``[B, L]`` ids excluded from ranking (``-1`` = none).
+    A training step gives ``(loss, terms)`` only.
+    """
+
+    loss: torch.Tensor
+    terms: dict
+    user: torch.Tensor
+    targets: torch.Tensor
+    seen: torch.Tensor
+
+
+class RetrievalModule(nn.Module):
+    """A recall model plus its loss, in the form TorchRec's pipelines drive.
+
+    ``forward(batch)`` returns ``(loss, (loss detached, terms))`` in training and
+    ``(loss, RetrievalStep)`` in evaluation.
+    """
+
+    def __init__(self, model, options: RetrievalOptions, aux: AuxiliaryLosses) -> None:
+        super().__init__()
+        self.model = model
+        self.options = options
+        self.aux = aux
+        num_items = model.num_items
+        name = options.loss
+        if name == "auto":
+            name = "full" if num_items <= options.full_softmax_max_items else "sampled"
+        self.temperature = float(options.temperature or getattr(model, "temperature", 1.0))
+        self.loss_fn = LOSSES[name](num_items=num_items, temperature=self.temperature,
+                                    padding_item=options.padding_item, num_negatives=options.num_negatives,
+                                    negative_sampler=options.negative_sampler, log_q=options.log_q,
+                                    margin=options.margin, hard_negatives=options.hard_negatives)
+        self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
+
+    def forward(self, batch: Batch):
+        targets = self.model.target_ids(batch)
+        if not self.training:
+            output: RecallOutput = self.model(batch, self.no_ids)
+            zeros = torch.zeros(targets.shape[0], dtype=output.target.dtype, device=targets.device)
+            loss = sampled_softmax_loss(output.user, output.target, targets, output.candidates, self.no_ids,
+                                        zeros, zeros[:0], self.temperature)
+            return loss, RetrievalStep(loss.detach(), {}, output.user.detach(), targets, self.model.seen_ids(batch))
+        candidate_ids = self.loss_fn.candidate_ids()
+        output = self.model(batch, candidate_ids)
+        loss = self.loss_fn(output, targets, candidate_ids)
+        terms = {"loss/retrieval": loss.detach()}
+        loss = self.aux.add(loss, output.aux_losses, terms)
+        return loss, (loss.detach(), terms)
+
+
+class RetrievalTask:
+    """The task of ``task = "retrieval"`` models (see :mod:`bigrec.tasks.base`)."""
+
+    def __init__(self, model, schema: Schema, options: RetrievalOptions,
+                 aux_loss_weights: Optional[dict] = None) -> None:
+        self.schema = schema
+        self.options = options
+        self.num_items = model.num_items
+        self.aux = AuxiliaryLosses(aux_loss_weights)
+        self.aux.check(getattr(model, "aux_loss_names", None))
+
+    @classmethod
+    def from_config(cls, model, schema: Schema, config: TaskConfig) -> "RetrievalTask":
+        return cls(model, schema, RetrievalOptions.from_dict(dict(config.options or {})), config.aux_loss_weights)
+
+    def wrap(self, model) -> RetrievalModule:
+        return RetrievalModule(model, self.options, self.aux)
+
+    def make_metrics(self, sharded_model: nn.Module, device: torch.device) -> FullRankingMetrics:
+        model = unwrap_model(sharded_model)
+        return FullRankingMetrics(model.item_vectors, self.num_items, device, ks=self.options.ks,
+                                  padding_item=self.options.padding_item,
+                                  chunk_users=self.options.eval_chunk_users)
+
+    def prediction_columns(self, step) -> dict[str, torch.Tensor]:
+        raise ConfigError("predict writes per-row scores of ranking and multi-task models; for a recall model "
+                          "use `bigrec export` and `bigrec retrieve`")
