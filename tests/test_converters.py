@@ -161,6 +161,10 @@ def test_failed_run_leaves_no_output_and_strict_names_the_line(tmp_path, capsys)
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     assert run("criteo", "--source", str(tmp_path / "nothing"), "--output", str(out)) == 2
     assert "source not found" in capsys.readouterr().err
+    assert run("criteo", "--source", str(path), "--output", str(out), "vocab.features.sparse_99.min_count=2") == 2
+    assert "vocab.features.sparse_99: not a vocab of this data set" in capsys.readouterr().err
+    assert run("criteo", "--source", str(path), "--output", str(out), "dense.default.transform=log2") == 2
+    assert "transform 'log2' is not one of" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ Avazu

@@ -10,7 +10,9 @@ of 10 to 1,000,000 values), then for each size runs, each in a fresh process:
   14 int64, 26 binary), the baseline;
 * ``bigrec data criteo`` (parse, count, encode, write; ``--memory-mb`` cap).
 
-and prints rows/s, the ratio to the baseline and the peak RSS of each process.
+and prints rows/s (wall clock), CPU seconds per million rows (user + system: the
+figure that survives a shared machine), the ratios to the baseline and the peak
+RSS of each process.
 Flat converter RSS as the input grows is the point: memory follows the cap, not
 the data.
 """
@@ -44,7 +46,8 @@ reader = pacsv.open_csv(sys.argv[1], read_options=pacsv.ReadOptions(column_names
                         parse_options=pacsv.ParseOptions(delimiter="\\t", quote_char=False),
                         convert_options=pacsv.ConvertOptions(column_types=types))
 rows = sum(batch.num_rows for batch in reader)
-print(rows, time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(rows, time.perf_counter() - started, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime)
 """
 
 CONVERTER = """
@@ -56,7 +59,8 @@ cli.register(parser.add_subparsers(dest="command"), _positive_int)
 args = parser.parse_args(sys.argv[1:])
 started = time.perf_counter()
 args.handler(args)
-print("BENCH", time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print("BENCH", time.perf_counter() - started, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime)
 """
 
 
@@ -105,28 +109,28 @@ def main() -> None:
                 generate(raw, lines)
                 print(f"generated {lines:,} lines ({raw.stat().st_size / 2**20:,.0f} MiB) in "
                       f"{time.perf_counter() - started:.0f}s", flush=True)
-            rows, base_s, base_rss = run(BASELINE, [str(raw)]).split()
+            rows, base_s, base_rss, base_cpu = run(BASELINE, [str(raw)]).split()
             out = root / f"out_{lines}"
             shutil.rmtree(out, ignore_errors=True)
             last = run(CONVERTER, ["criteo", "--source", str(raw), "--output", str(out), "--no-progress",
                                    "--memory-mb", str(args.memory_mb)]).strip().splitlines()[-1].split()
-            seconds, rss = float(last[1]), int(last[2])
+            seconds, rss, cpu = float(last[1]), int(last[2]), float(last[3])
             written = sum(e["rows"] for e in json.loads((out / "stats.json").read_text())["splits"].values())
             assert written == int(rows), (written, rows)
-            results.append((lines, raw.stat().st_size, int(rows) / float(base_s), int(base_rss), written / seconds, rss))
+            results.append((lines, raw.stat().st_size, int(rows) / float(base_s), int(base_rss), written / seconds, rss,
+                            float(base_cpu) / int(rows) * 1e6, cpu / written * 1e6))
             shutil.rmtree(out, ignore_errors=True)
             print(results[-1], flush=True)
     finally:
         if not args.workdir:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\nmemory cap {args.memory_mb} MiB\n")
-    print("| lines | input MiB | pyarrow.csv rows/s | bigrec rows/s | ratio | pyarrow.csv peak RSS MiB "
-          "| bigrec peak RSS MiB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for lines, size, base, base_rss, rate, rss in results:
-        print(f"| {lines:,} | {size / 2**20:,.0f} | {base:,.0f} | {rate:,.0f} | {rate / base:.2f} | "
-              f"{base_rss / 2**20:,.0f} | {rss / 2**20:,.0f} |")
-
+    print("| lines | input MiB | pyarrow.csv rows/s | bigrec rows/s | ratio | pyarrow.csv CPU s / 1M rows "
+          "| bigrec CPU s / 1M rows | CPU ratio | pyarrow.csv peak RSS MiB | bigrec peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for lines, size, base, base_rss, rate, rss, base_cpu, cpu in results:
+        print(f"| {lines:,} | {size / 2**20:,.0f} | {base:,.0f} | {rate:,.0f} | {rate / base:.2f} | {base_cpu:.1f} | "
+              f"{cpu:.1f} | {base_cpu / cpu:.2f} | {base_rss / 2**20:,.0f} | {rss / 2**20:,.0f} |")
 
 if __name__ == "__main__":
     main()
