@@ -63,6 +63,20 @@ def byte_layout(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
     return data, offsets[:-1], np.diff(offsets), valid
 
 
+def _equal_width_block(data: np.ndarray, starts: np.ndarray,
+                       lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(rows, chars [R, L])`` when every non-empty value has the same length ``L`` and their bytes are
+    contiguous (the common case: Criteo's 8-digit hex values): a view, nothing gathered. Else None."""
+    rows = np.flatnonzero(lengths)
+    if not rows.size:
+        return rows, np.zeros((0, 1), dtype=np.uint8)
+    size = int(lengths[rows[0]])
+    first = int(starts[rows[0]])
+    if int(starts[rows[-1]]) + int(lengths[rows[-1]]) - first != size * rows.size or (lengths[rows] != size).any():
+        return None
+    return rows, data[first:first + size * rows.size].reshape(-1, size)
+
+
 def _char_matrix(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                  width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(chars [N, W] uint8, inside [N, W] bool)``: every value's bytes, left-aligned in W columns
@@ -72,19 +86,6 @@ def _char_matrix(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
     columns = np.arange(width, dtype=np.int32)
     first = (starts + lengths - width if right else starts).astype(np.int32)
     inside = (columns[None, :] >= (width - lengths)[:, None]) if right else (columns[None, :] < lengths[:, None])
-    chars = np.zeros((len(lengths), width), dtype=np.uint8)
-    present = np.flatnonzero(lengths)
-    if not present.size:
-        return chars, inside
-    size = int(lengths[present[0]])
-    span = int(starts[present[-1]] + lengths[present[-1]] - starts[present[0]])
-    if (lengths[present] == size).all() and span == size * present.size:  # equal lengths, contiguous bytes
-        block = data[starts[present[0]]:starts[present[0]] + span].reshape(-1, size)
-        if right:
-            chars[present, width - size:] = block
-        else:
-            chars[present, :size] = block
-        return chars, inside
     padded = np.concatenate((np.zeros(width, dtype=np.uint8), data, np.zeros(width, dtype=np.uint8)))  # in bounds
     chars = padded[width + first[:, None] + columns[None, :]]
     chars[~inside] = 0
@@ -96,13 +97,27 @@ def str_keys(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data, starts, lengths, valid = byte_layout(array)
     bad = valid & (lengths > MAX_VALUE_BYTES)
     lengths = np.where(valid & ~bad, lengths, 0)
-    chars, inside = _char_matrix(data, starts, lengths)
     keys = np.full(len(lengths), FNV_OFFSET, dtype=np.uint64)
+    block = _equal_width_block(data, starts, lengths)
     with np.errstate(over="ignore"):
-        for j in range(chars.shape[1]):  # one pass per character position, over every row
-            mixed = (keys ^ chars[:, j].astype(np.uint64)) * FNV_PRIME
-            keys = np.where(inside[:, j], mixed, keys)
+        if block is not None:
+            rows, chars = block
+            hashed = np.full(len(rows), FNV_OFFSET, dtype=np.uint64)
+            for j in range(chars.shape[1]):
+                hashed = (hashed ^ chars[:, j].astype(np.uint64)) * FNV_PRIME
+            keys[rows] = hashed
+        else:
+            chars, inside = _char_matrix(data, starts, lengths)
+            for j in range(chars.shape[1]):  # one pass per character position, over every row
+                keys = np.where(inside[:, j], (keys ^ chars[:, j].astype(np.uint64)) * FNV_PRIME, keys)
     return keys, lengths > 0, bad
+
+
+def _pack_hex(digits: np.ndarray) -> np.ndarray:
+    """``[R, W]`` hex digit values (W even, right-aligned, zeros in front) -> ``uint64 [R]``."""
+    packed = np.zeros((len(digits), 8), dtype=np.uint8)  # two digits per byte, big-endian
+    packed[:, 8 - digits.shape[1] // 2:] = (digits[:, 0::2] << 4) | (digits[:, 1::2] & 15)
+    return packed.view(">u8").reshape(-1).astype(np.uint64)
 
 
 def hex_keys(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,14 +125,22 @@ def hex_keys(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data, starts, lengths, valid = byte_layout(array)
     bad = valid & (lengths > 16)
     lengths = np.where(valid & ~bad, lengths, 0)
-    width = max(2, int(lengths.max()) + int(lengths.max()) % 2) if len(lengths) else 2
-    chars, inside = _char_matrix(data, starts, lengths, width)  # right-aligned: the last digit is the lowest
-    digits = _HEX[chars]
-    bad |= ((digits == 255) & inside).any(axis=1)
-    digits[~inside] = 0
-    packed = np.zeros((len(lengths), 8), dtype=np.uint8)  # two digits per byte, big-endian
-    packed[:, 8 - width // 2:] = (digits[:, 0::2] << 4) | (digits[:, 1::2] & 15)
-    keys = packed.view(">u8").reshape(-1).astype(np.uint64)
+    keys = np.zeros(len(lengths), dtype=np.uint64)
+    block = _equal_width_block(data, starts, lengths)
+    if block is not None:
+        rows, chars = block
+        digits = _HEX[chars]
+        if digits.shape[1] % 2:
+            digits = np.concatenate((np.zeros((len(rows), 1), dtype=np.uint8), digits), axis=1)
+        bad[rows[digits.max(axis=1, initial=0) == 255]] = True
+        keys[rows] = _pack_hex(digits)
+    else:
+        width = int(lengths.max()) + int(lengths.max()) % 2
+        chars, inside = _char_matrix(data, starts, lengths, width)  # right-aligned: the last digit is the lowest
+        digits = _HEX[chars]
+        bad |= ((digits == 255) & inside).any(axis=1)
+        digits[~inside] = 0
+        keys = _pack_hex(digits)
     present = (lengths > 0) & ~bad
     return np.where(present, keys, np.uint64(0)), present, bad
 
