@@ -69,10 +69,13 @@ def _category(record: dict) -> str:
     return ""
 
 
-def read_categories(path: Path, block_bytes: int, bad: BadInput) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(item keys sorted, category index per item, category names)`` from the metadata file."""
-    items, cats, names, index = [], [], [], {}
+def read_categories(path: Path, block_bytes: int, wanted: np.ndarray,
+                    bad: BadInput) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(item keys sorted, category index per item, category names)`` from the metadata file, for the
+    items whose key is in ``wanted`` (sorted) only, so memory follows the reviewed items."""
+    keys, cats, names, index = [], [], [], {}
     for block in text_blocks(path, block_bytes):
+        asins, found = [], []
         for number, line in enumerate(block.data.split(b"\n")[:block.lines], start=block.first_line):
             if not line.strip():
                 continue
@@ -82,19 +85,22 @@ def read_categories(path: Path, block_bytes: int, bad: BadInput) -> tuple[np.nda
                     record = json.loads(text)
                 except json.JSONDecodeError:
                     record = ast.literal_eval(text)  # the 2014 metadata: Python literals
-                asin = record["asin"]
+                asins.append(str(record["asin"]))
             except UnicodeDecodeError:
                 bad.report(str(path), [number], "bad encoding (not UTF-8)")
                 continue
             except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
                 bad.report(str(path), [number], "not a metadata record with an asin")
                 continue
-            category = _category(record)
-            items.append(str(asin))
+            found.append(_category(record))
+        block_keys = str_keys(pa.array(asins, pa.string()))[0]
+        for key, category in zip(block_keys[np.isin(block_keys, wanted)].tolist(),
+                                 [c for c, k in zip(found, np.isin(block_keys, wanted)) if k]):
+            keys.append(key)
             cats.append(index.setdefault(category, len(index)) if category else -1)
             if category and len(names) < len(index):
                 names.append(category)
-    keys = str_keys(pa.array(items, pa.string()))[0]
+    keys = np.asarray(keys, dtype=np.uint64)
     order = np.argsort(keys, kind="stable")
     return keys[order], np.asarray(cats, dtype=np.int64)[order], names
 
@@ -107,7 +113,7 @@ def convert(settings, args, bad: BadInput) -> dict:
 
     def build(vocabs, spill):
         items = vocabs["item_id"]
-        meta_keys, meta_cats, names = read_categories(meta, settings.block_bytes, bad)
+        meta_keys, meta_cats, names = read_categories(meta, settings.block_bytes, items.keys, bad)
         # the category index of every item of the vocabulary (-1: no metadata)
         pos = np.minimum(np.searchsorted(meta_keys, items.keys), max(len(meta_keys) - 1, 0))
         found = (meta_keys[pos] == items.keys) if len(meta_keys) else np.zeros(len(items.keys), dtype=bool)
