@@ -164,7 +164,7 @@ def add_arguments(parser, positive_int) -> None:
 
 
 def convert(settings: Settings, args, bad: BadInput) -> dict:
-    from bigrec.data.converters.cli import options_for
+    from bigrec.data.converters.options import options_for
 
     started = time.perf_counter()
     source = Path(settings.source)

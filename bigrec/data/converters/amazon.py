@@ -106,7 +106,7 @@ def read_categories(path: Path, block_bytes: int, wanted: np.ndarray,
 
 
 def convert(settings, args, bad: BadInput) -> dict:
-    from bigrec.data.converters.cli import options_for
+    from bigrec.data.converters.options import options_for
 
     reviews, meta = find_files(Path(settings.source))
     source = EventSource("amazon", [reviews], parse_reviews, {"user": "user_id", "item": "item_id"})

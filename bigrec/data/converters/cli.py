@@ -8,7 +8,6 @@ from pathlib import Path
 
 from bigrec.data.converters.badinput import BadInput
 from bigrec.data.converters.common import Settings, print_summary
-from bigrec.data.converters.options import load_options
 
 # name -> (module, one-line help)
 CONVERTERS = {
@@ -75,10 +74,6 @@ def run(args: argparse.Namespace) -> int:
     results = module.convert(settings, args, bad)
     print_summary(args.converter, settings.output, results, bad)
     return 0
-
-
-def options_for(defaults: dict, settings: Settings, vocab_names: list[str], dense_names: list[str]):
-    return load_options(defaults, settings.config, settings.overrides, vocab_names, dense_names)
 
 
 def run_movielens_large(args: argparse.Namespace) -> int:

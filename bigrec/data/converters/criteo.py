@@ -91,7 +91,7 @@ def add_arguments(parser, positive_int) -> None:
 
 
 def convert(settings, args, bad) -> dict:
-    from bigrec.data.converters.cli import options_for
+    from bigrec.data.converters.options import options_for
     from bigrec.data.converters.tabular import convert_tabular
 
     source = criteo_source(settings.source, args.valid_fraction, args.test_fraction)

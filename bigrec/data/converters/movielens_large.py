@@ -160,7 +160,7 @@ def build(source: Path, layout: str, embedding_dim: int, history_len: int, bad: 
 
 
 def convert_movielens(settings, history_len: int, bad: BadInput) -> dict:
-    from bigrec.data.converters.cli import options_for
+    from bigrec.data.converters.options import options_for
 
     layout = detect(settings.source)
     ratings = require_file(settings.source, ("ratings.dat",) if layout == "1m" else ("ratings.csv",), "MovieLens ratings")

@@ -141,3 +141,8 @@ def _merge(base: dict, update: dict) -> None:
             _merge(base[key], value)
         else:
             base[key] = value
+
+
+def options_for(defaults: dict, settings, vocab_names: list[str], dense_names: list[str]) -> PrepOptions:
+    """:func:`load_options` from a converter's ``Settings`` (its ``--config`` file and overrides)."""
+    return load_options(defaults, settings.config, settings.overrides, vocab_names, dense_names)

@@ -54,7 +54,7 @@ def add_arguments(parser, positive_int) -> None:
 
 
 def convert(settings, args, bad: BadInput) -> dict:
-    from bigrec.data.converters.cli import options_for
+    from bigrec.data.converters.options import options_for
 
     kept = tuple(b.strip() for b in args.behaviors.split(",") if b.strip())
     if not kept or set(kept) - set(BEHAVIOURS):
