@@ -99,3 +99,24 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+class FieldPairs(nn.Module):
+    """Every unordered pair ``i < j`` of F fields, in ``torch.triu_indices`` order.
+
+    ``left`` / ``right`` hold the pairs' field indices ``[P]``, P = F (F - 1) / 2.
+
+    Shapes: ``[B, F, D] -> ([B, P, D], [B, P, D])`` (the left and right field of each pair).
+    """
+
+    def __init__(self, num_fields: int) -> None:
+        super().__init__()
+        if num_fields < 2:
+            raise ConfigError(f"pairwise interactions need at least 2 fields, got {num_fields}")
+        left, right = torch.triu_indices(num_fields, num_fields, offset=1)
+        self.register_buffer("left", left, persistent=False)
+        self.register_buffer("right", right, persistent=False)
+        self.num_pairs = int(left.numel())
+
+    def forward(self, fields: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return fields[:, self.left], fields[:, self.right]
