@@ -21,7 +21,13 @@ def batches(data_dir: Path, split: str, schema: Schema, batch_size: int):
 
 def fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
                      lr: float = 3e-3, seed: int = 0) -> dict[str, float]:
-    """Train model ``name`` with Adam on train, return its test metrics (``auc`` or ``<label>/auc``...).
+    """Train model ``name`` with Adam on train, return its test metrics (``auc`` or ``<label>/auc``...)."""
+    return fit(data_dir, name, params, epochs, batch_size, lr, seed)[1]
+
+
+def fit(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256, lr: float = 3e-3,
+        seed: int = 0) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Train model ``name`` with Adam on train; return the trained model (eval mode) and its test metrics.
 
     Runs on one thread: these models are small, and OpenMP threads competing with other
     processes on a busy 2-core machine made a step ~30x slower.
@@ -29,13 +35,13 @@ def fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int = 1, b
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit_and_evaluate(data_dir, name, params, epochs, batch_size, lr, seed)
+        return _fit(data_dir, name, params, epochs, batch_size, lr, seed)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int, batch_size: int, lr: float,
-                      seed: int) -> dict[str, float]:
+def _fit(data_dir: Path, name: str, params: dict, epochs: int, batch_size: int, lr: float,
+         seed: int) -> tuple[torch.nn.Module, dict[str, float]]:
     schema = Schema.load(Path(data_dir) / "schema.json")
     torch.manual_seed(seed)
     model = build_model(name, schema, params)
@@ -55,4 +61,4 @@ def _fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int, batc
     with torch.no_grad():
         for batch in batches(data_dir, "test", schema, 4096):
             metrics.update(module(batch)[1])
-    return metrics.compute()
+    return model, metrics.compute()

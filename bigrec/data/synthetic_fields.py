@@ -2,14 +2,14 @@
 
 ``generate_fields(output_dir, rows, signal=...)`` writes ``train/valid/test.parquet`` and
 ``schema.json``. Every row has ``num_fields`` categorical fields ``field_0..`` (int64 ids,
-uniform over ``[0, vocab_size)``) and ``num_noise_fields`` fields ``noise_0..`` that the label
-never reads. Each signal field has a per-id first-order weight (std ``first_order``); on top of
-them the ``signal`` plants one interaction, every part standardised to unit variance and scaled
-by ``strength``:
+uniform over ``[0, vocab_size)``) and ``num_noise_fields`` fields ``noise_0..`` (ids in
+``[0, noise_vocab_size)``) that the label never reads. Each signal field has a per-id
+first-order weight (std ``first_order``); on top of them the ``signal`` plants one interaction
+of variance ``strength ** 2``:
 
-``cross``     a degree-3 cross ``prod_f (1 + a_f[x_f])`` over fields 0-2 (per-id scalars a_f with
-              mean 0 and variance 1): a bounded-degree polynomial with first-, second- and
-              third-order parts that cross networks represent exactly (DCN, EDCN).
+``cross``     a degree-``cross_order`` cross ``dense_0 * dense_1 * ... `` of as many N(0, 1) dense
+              columns: a bounded-degree polynomial that cross networks represent exactly
+              (DCN, EDCN) while an MLP of the same size has to approximate the product.
 ``pair``      one field pair carries the interaction: ``<u[x_0], w[x_1]> / sqrt(k)`` (k-dim
               latent vectors); no other pair interacts (AFM's attention, FiBiNET's SENET).
 ``memorise``  a smooth low-rank part ``<u[x_0], w[x_1]> / sqrt(k)`` plus id-level exceptions:
@@ -18,7 +18,8 @@ by ``strength``:
               ``x_0 * vocab_size + x_1``) is a column too, so a linear model over it (WideDeep's
               wide part) can memorise the exceptions that embeddings generalise away.
 
-The label is ``Bernoulli(sigmoid(logit))``. Everything is a function of ``seed`` and the knobs;
+Knobs left as None take the signal's preset (:data:`PRESETS`, what the proofs use). The
+label is ``Bernoulli(sigmoid(logit))``. Everything is a function of ``seed`` and the knobs;
 the AUC of the planted logit on the test split (the Bayes-optimal ranking) is recorded as
 ``bayes_auc_estimate`` in the schema metadata.
 """
@@ -38,6 +39,12 @@ from bigrec.features import DenseFeature, Schema, SparseFeature
 
 GENERATOR = "synthetic_fields_v1"
 LABEL = "label"
+# Per signal: the knobs of the data sets the proofs and configs use (data/synthetic/fields_<signal>).
+PRESETS: dict[str, dict] = {
+    "cross": {"num_fields": 6, "vocab_size": 100, "num_noise_fields": 0, "strength": 3.0},
+    "pair": {"num_fields": 4, "vocab_size": 30, "num_noise_fields": 4, "noise_vocab_size": 500, "strength": 2.0},
+    "memorise": {"num_fields": 4, "vocab_size": 50, "num_noise_fields": 0, "strength": 2.0},
+}
 SIGNALS = ("cross", "pair", "memorise")
 CROSS_COLUMN = "field_0_x_field_1"
 _LATENT_DIM = 4  # k of the pair signal
@@ -123,18 +130,26 @@ def build_schema(signal: str, num_fields: int, vocab_size: int, num_noise_fields
     return Schema(features, labels=[LABEL], metadata=dict(metadata or {}))
 
 
-def generate_fields(output_dir: str | Path, rows: int, signal: str = "cross", num_fields: int = 6,
-                    vocab_size: int = 100, num_noise_fields: int = 0, noise_vocab_size: int | None = None,
-                    strength: float = 2.0, first_order: float = 0.5, exception_rate: float = 0.1,
-                    exception_strength: float = 3.0, cross_order: int = 3, seed: int = 0, valid_fraction: float = 0.1,
-                    test_fraction: float = 0.1, embedding_dim: int = 16, row_group_size: int = 8192) -> Schema:
+def generate_fields(output_dir: str | Path, rows: int, signal: str = "cross", num_fields: int | None = None,
+                    vocab_size: int | None = None, num_noise_fields: int | None = None,
+                    noise_vocab_size: int | None = None, strength: float | None = None, first_order: float = 0.5,
+                    exception_rate: float = 0.1, exception_strength: float = 3.0, cross_order: int = 3,
+                    seed: int = 0, valid_fraction: float = 0.1, test_fraction: float = 0.1, embedding_dim: int = 16,
+                    row_group_size: int = 8192) -> Schema:
     """Write the data set (see the module docstring) and return its schema."""
+    if signal not in SIGNALS:
+        raise ValueError(f"signal must be one of {SIGNALS}, got '{signal}'")
+    preset = PRESETS[signal]
+    num_fields = int(preset["num_fields"] if num_fields is None else num_fields)
+    vocab_size = int(preset["vocab_size"] if vocab_size is None else vocab_size)
+    num_noise_fields = int(preset["num_noise_fields"] if num_noise_fields is None else num_noise_fields)
+    noise_vocab_size = int(preset.get("noise_vocab_size", vocab_size) if noise_vocab_size is None else noise_vocab_size)
+    strength = float(preset["strength"] if strength is None else strength)
     if num_noise_fields < 0:
         raise ValueError(f"num_noise_fields must be >= 0, got {num_noise_fields}")
-    num_dense = cross_order if signal == "cross" else 0
-    noise_vocab_size = vocab_size if noise_vocab_size is None else int(noise_vocab_size)
     if noise_vocab_size < 1:
         raise ValueError(f"noise_vocab_size must be >= 1, got {noise_vocab_size}")
+    num_dense = cross_order if signal == "cross" else 0
     planted = planted_fields(signal, num_fields, vocab_size, strength, first_order, exception_rate,
                              exception_strength, seed, cross_order)
     sizes = split_sizes(int(rows), valid_fraction, test_fraction)
@@ -163,7 +178,42 @@ def generate_fields(output_dir: str | Path, rows: int, signal: str = "cross", nu
                 "bayes_auc_estimate": None if aucs["test"] is None else round(aucs["test"], 4)}
     if signal == "memorise":
         metadata.update({"exception_rate": exception_rate, "exception_strength": exception_strength})
+    if signal == "cross":
+        metadata["cross_order"] = cross_order
     schema = build_schema(signal, num_fields, vocab_size, num_noise_fields, noise_vocab_size, num_dense, embedding_dim,
                           metadata)
     write_split_dir(output_dir, tables, schema, row_group_size)
     return schema
+
+
+def add_cli(commands, positive_int) -> None:
+    """Register ``bigrec data synthetic-fields`` on the ``bigrec data`` sub-parsers."""
+    parser = commands.add_parser("synthetic-fields", help="multi-field click data with one planted interaction: "
+                                                          "cross (DCN, EDCN), pair (AFM, FiBiNET), memorise (WideDeep)")
+    parser.add_argument("--output", required=True, help="output directory")
+    parser.add_argument("--signal", choices=SIGNALS, required=True, help="the planted interaction")
+    parser.add_argument("--rows", type=positive_int, default=200_000, help="total rows over all splits (200000)")
+    parser.add_argument("--num-fields", type=positive_int, help="signal fields (default: the signal's preset)")
+    parser.add_argument("--vocab-size", type=positive_int, help="ids per signal field (default: preset)")
+    parser.add_argument("--noise-fields", type=int, help="fields the label never reads (default: preset)")
+    parser.add_argument("--noise-vocab-size", type=positive_int, help="ids per noise field (default: preset)")
+    parser.add_argument("--strength", type=float, help="std of the planted interaction's logit (default: preset)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embedding-dim", type=positive_int, default=16, help="embedding dim in schema.json")
+    parser.set_defaults(handler=_run_cli)
+
+
+def _run_cli(args) -> int:
+    import json
+
+    from bigrec.errors import ConfigError
+
+    try:
+        schema = generate_fields(args.output, args.rows, signal=args.signal, num_fields=args.num_fields,
+                                 vocab_size=args.vocab_size, num_noise_fields=args.noise_fields,
+                                 noise_vocab_size=args.noise_vocab_size, strength=args.strength, seed=args.seed,
+                                 embedding_dim=args.embedding_dim)
+    except ValueError as exc:
+        raise ConfigError(f"synthetic-fields: {exc}") from None
+    print(f"{args.output}: {json.dumps(schema.metadata['rows'])}, Bayes AUC ~{schema.metadata['bayes_auc_estimate']}")
+    return 0
