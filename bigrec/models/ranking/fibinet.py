@@ -49,8 +49,9 @@ class SENet(nn.Module):
 class BilinearInteraction(nn.Module):
     """``p_ij = (v_i W) * v_j`` for every field pair ``i < j``.
 
-    ``W`` is one ``[D, D]`` matrix shared by all pairs (``field_all``), one per field
-    ``i`` (``field_each``) or one per pair (``field_interaction``).
+    ``W`` is one ``[D, D]`` matrix shared by all pairs (``field_all``), one per left field
+    ``i`` (``field_each``: F - 1 of them, the last field is never on the left) or one
+    per pair (``field_interaction``).
 
     Shapes: ``[B, F, D] -> [B, P, D]``, P = F (F - 1) / 2.
     """
