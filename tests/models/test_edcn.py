@@ -39,10 +39,11 @@ def mechanism(model: EDCN, batch) -> None:
         for gate, weight in zip(model.cross_gates, saved):
             gate.weight.copy_(weight)
         assert not torch.allclose(before, constant, atol=1e-7)
-        model.share.fill_(1.0)  # the bridge output enters the next depth's branches
-        shared = model(batch).logits
-        model.share.zero_()
-        assert not torch.allclose(before, shared, atol=1e-6)
+        share = model.share.clone()
+        model.share.zero_()  # the bridge output no longer enters the next depth's branches
+        unshared = model(batch).logits
+        model.share.copy_(share)
+        assert not torch.allclose(before, unshared, atol=1e-7)
 
 
 @pytest.fixture(scope="module")

@@ -124,10 +124,10 @@ class EDCN(RecModel):
     with ``x_0`` the embeddings (depth 0 takes the gated embeddings alone) and
     ``logit = w . [c_L, h_L, x_{L+1}] + b`` after ``cross_num`` depths. Both branches
     are residual: each keeps its own output and adds the regulated bridge output
-    through a learned scale ``s`` that starts at 0, so training starts from a plain
-    parallel DCN and takes in the shared information as far as it helps (with a fixed
-    ``s = 1`` the hadamard bridge's products of products made 3-depth training
-    unstable, and 2-depth EDCN trailed DCN-V2 on the planted-cross data).
+    through a learned scale ``s`` that starts small (0.1), so training starts close to a
+    plain parallel DCN and takes in the shared information as far as it helps (with a
+    fixed ``s = 1`` the hadamard bridge's products of products made 3-depth training
+    unstable on the planted-cross data).
 
     Args:
         schema: data schema.
@@ -181,7 +181,7 @@ class EDCN(RecModel):
         self.deep_blocks = nn.ModuleList(MLP(width, list(hidden_units) + [width], rates, activation)
                                          for _ in range(cross_num))
         self.bridges = nn.ModuleList(Bridge(width, bridge_type) for _ in range(cross_num))
-        self.share = nn.Parameter(torch.zeros(2))  # scales of the bridge output added to (cross, deep)
+        self.share = nn.Parameter(torch.full((2,), 0.1))  # scales of the bridge output added to (cross, deep)
         self.head = nn.Linear(3 * width, 1)
 
     def _run(self, batch: Batch) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
