@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from bigrec.data.convert import table_to_batch
-from bigrec.data.synthetic_fields import generate_fields
 from bigrec.features import Schema
 from bigrec.models.ranking.afm import AFM
 from tests.model_training import batches, fit
@@ -36,11 +35,9 @@ def mechanism(model: AFM, batch) -> None:
     assert not torch.allclose(before, uniform, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def pair_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fields_pair")
-    generate_fields(out, rows=50000, signal="pair", seed=0, row_group_size=4096)
-    return out
+@pytest.fixture
+def pair_data(planted_fields) -> Path:
+    return planted_fields("pair")
 
 
 def test_attention_concentrates_on_the_signal_pair_and_beats_fm(pair_data):

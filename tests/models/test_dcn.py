@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from torchrec.modules.crossnet import VectorCrossNet
 
-from bigrec.data.synthetic_fields import generate_fields
 from bigrec.features import Schema
 from bigrec.models import build_model
 from tests.model_training import fit_and_evaluate
@@ -20,11 +19,9 @@ from tests.models.test_dcnv2 import mechanism  # noqa: F401 - the same cross net
 DCN = {"cross_num": 2, "hidden_units": [16], "embedding_dim": 8}
 
 
-@pytest.fixture(scope="module")
-def cross_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fields_cross")
-    generate_fields(out, rows=50000, signal="cross", seed=0, row_group_size=4096)
-    return out
+@pytest.fixture
+def cross_data(planted_fields) -> Path:
+    return planted_fields("cross")
 
 
 def _dense_size(model) -> int:

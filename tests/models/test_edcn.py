@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from bigrec.data.convert import table_to_batch
-from bigrec.data.synthetic_fields import generate_fields
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models import build_model
@@ -46,11 +45,9 @@ def mechanism(model: EDCN, batch) -> None:
         assert not torch.allclose(before, unshared, atol=1e-7)
 
 
-@pytest.fixture(scope="module")
-def cross_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fields_cross")
-    generate_fields(out, rows=50000, signal="cross", seed=0, row_group_size=4096)
-    return out
+@pytest.fixture
+def cross_data(planted_fields) -> Path:
+    return planted_fields("cross")
 
 
 def test_edcn_is_at_least_as_good_as_dcnv2_on_the_planted_cross(cross_data):

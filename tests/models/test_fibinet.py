@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from bigrec.data.synthetic_fields import generate_fields
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models import build_model
@@ -39,11 +38,9 @@ class _Ones(torch.nn.Module):
         return torch.ones_like(squeezed)
 
 
-@pytest.fixture(scope="module")
-def pair_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fields_pair")
-    generate_fields(out, rows=30000, signal="pair", seed=0, row_group_size=4096)
-    return out
+@pytest.fixture
+def pair_data(planted_fields) -> Path:
+    return planted_fields("pair", rows=30000)
 
 
 @pytest.mark.parametrize("bilinear_type", BILINEAR_TYPES)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bigrec.data.synthetic_fields import CROSS_COLUMN, generate_fields
+from bigrec.data.synthetic_fields import CROSS_COLUMN
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.ranking.widedeep import WideDeep
@@ -34,11 +34,9 @@ def mechanism(model: WideDeep, batch) -> None:
     assert torch.allclose(before - deep_only, wide, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def memorise_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fields_memorise")
-    generate_fields(out, rows=60000, signal="memorise", seed=0, row_group_size=4096)
-    return out
+@pytest.fixture
+def memorise_data(planted_fields) -> Path:
+    return planted_fields("memorise", rows=60000)
 
 
 def test_wide_part_memorises_what_the_deep_part_generalises_away(memorise_data):
