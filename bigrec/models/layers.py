@@ -1,4 +1,4 @@
-"""Dense building blocks shared by the model zoo: MLP, activations (Dice), per-layer values.
+"""Dense building blocks shared by the model zoo: MLP, activations (Dice), per-layer values, field pairs.
 
 Device rule: embedding tables are created on the model's ``device`` (``meta`` under
 sharding, so ``DistributedModelParallel`` allocates only each rank's shards); dense
