@@ -26,13 +26,20 @@ def batches(data_dir: Path, split: str, schema: Schema, batch_size: int):
 def fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
                      lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None) -> dict[str, float]:
     """Train model ``name`` with Adam on train, return its test metrics (``auc`` or ``<label>/auc``...)."""
+    return fit_and_score(data_dir, name, params, epochs, batch_size, lr, seed, task)[1]
+
+
+def fit_and_score(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
+                  lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None
+                  ) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Train model ``name``; return the trained model (eval mode) and its test metrics."""
     module, label_task = fit(data_dir, name, params, epochs, batch_size, lr, seed, task)
     schema = Schema.load(Path(data_dir) / "schema.json")
     metrics = label_task.make_metrics(module, torch.device("cpu"))
     with single_thread(), torch.no_grad():
         for batch in batches(data_dir, "test", schema, 4096):
             metrics.update(module(batch)[1])
-    return metrics.compute()
+    return module.model, metrics.compute()
 
 
 @contextlib.contextmanager

@@ -60,9 +60,11 @@ def register(subparsers) -> None:
     sc.add_argument("--test-fraction", type=float, default=0.1)
     sc.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json (default 16)")
     sc.set_defaults(handler=_run_synthetic_criteo)
+    from bigrec.data.synthetic_fields import add_cli as add_fields_cli
     from bigrec.data.synthetic_sequences import add_cli as add_sequences_cli
 
     add_sequences_cli(commands, _positive_int)
+    add_fields_cli(commands, _positive_int)
     _register_behavior_and_multitask(commands)
     from bigrec.data.converters.cli import register as register_converters
 
