@@ -48,7 +48,8 @@ def build_schema(num_items: int, num_categories: int, num_users: int, max_len: i
     return Schema(features, labels=[LABEL], metadata=dict(metadata or {}))
 
 
-def _list_array(values: np.ndarray, lengths: np.ndarray) -> pa.ListArray:
+def list_array(values: np.ndarray, lengths: np.ndarray) -> pa.ListArray:
+    """One list per row: ``values`` split by ``lengths`` (int64 lists)."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.int64), pa.int64()))
@@ -84,8 +85,8 @@ def sample_rows(rng: np.random.Generator, n: int, num_items: int, num_categories
         "user_id": pa.array(rng.integers(0, num_users, n), pa.int64()),
         "item_id": pa.array(cand_item, pa.int64()),
         "item_cat": pa.array(cand_cat, pa.int64()),
-        "hist_item_ids": _list_array(hist_items, lengths),
-        "hist_cat_ids": _list_array(hist_cats, lengths),
+        "hist_item_ids": list_array(hist_items, lengths),
+        "hist_cat_ids": list_array(hist_cats, lengths),
         LABEL: pa.array(labels, pa.float32()),
     })
     return table, logits
