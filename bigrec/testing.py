@@ -79,3 +79,14 @@ def train_from_seed(config, steps: int, seed: int = 1234) -> dict:
     placement = {table: (entry.sharding_type, sorted(entry.ranks or []))
                  for module_plan in trainer.plan.plan.values() for table, entry in module_plan.items()}
     return {"losses": losses, "valid": trainer.evaluate("valid"), "placement": placement}
+
+
+def _order_set(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic_order import generate_order
+
+    generate_order(output_dir, rows=3000, num_items=200, num_categories=6, num_users=50, max_len=10, overflow=4,
+                   seed=seed, embedding_dim=8, row_group_size=1024)
+
+
+# data set name (the last component of a config's ``data.path``) -> fn(output_dir, seed) writing a tiny copy
+SYNTHETIC_SETS: dict[str, Callable[[Path, int], None]] = {"order": _order_set}

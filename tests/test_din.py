@@ -30,7 +30,7 @@ def behavior_data(tmp_path_factory) -> Path:
     return out
 
 
-def _tiny_batch(histories: list[list[int]], max_len: int = 4):
+def tiny_batch(histories: list[list[int]], max_len: int = 4):
     """Candidate item 1 (category 1) with the given item histories; item i has category 1 + i % 3."""
     schema = build_schema(num_items=9, num_categories=3, num_users=5, max_len=max_len, embedding_dim=4)
     n = len(histories)
@@ -44,7 +44,7 @@ def _tiny_batch(histories: list[list[int]], max_len: int = 4):
 
 
 def test_attention_is_zero_on_padding_and_empty_history_is_finite():
-    schema, batch = _tiny_batch([[3, 4, 5, 6], [7, 8], []])
+    schema, batch = tiny_batch([[3, 4, 5, 6], [7, 8], []])
     torch.manual_seed(0)
     model = DIN(schema, behavior_features=BEHAVIOR, attention_units=[8], hidden_units=[8], embedding_dim=4,
                 activation="dice").eval()
@@ -74,7 +74,7 @@ def test_padding_ids_do_not_leak_into_the_interest():
 
 
 def test_attention_is_not_normalised_and_changes_the_output():
-    schema, batch = _tiny_batch([[3, 4, 5, 6], [3, 4, 5, 6], [7, 8]])
+    schema, batch = tiny_batch([[3, 4, 5, 6], [3, 4, 5, 6], [7, 8]])
     torch.manual_seed(0)
     model = DIN(schema, behavior_features=BEHAVIOR, attention_units=[8], hidden_units=[8], embedding_dim=4,
                 activation="relu").eval()
@@ -94,7 +94,7 @@ def test_attention_is_not_normalised_and_changes_the_output():
 
 
 def test_behavior_features_as_a_list_pairs_the_candidate_reading_the_same_table():
-    schema, batch = _tiny_batch([[3, 4], []])
+    schema, batch = tiny_batch([[3, 4], []])
     model = DIN(schema, features=["item_id", "item_cat"], behavior_features=["hist_item_ids", "hist_cat_ids"],
                 attention_units=[8], hidden_units=[8], embedding_dim=4)
     assert model.pairs == [("item_id", "hist_item_ids"), ("item_cat", "hist_cat_ids")]
@@ -118,14 +118,14 @@ def test_din_beats_candidate_only_deepfm(behavior_data):
     (["hist_item_ids"], "exactly one candidate"),
 ])
 def test_bad_behavior_features_name_the_problem(behavior, message):
-    schema, _ = _tiny_batch([[1]])
+    schema, _ = tiny_batch([[1]])
     features = ["user_id"] if behavior == ["hist_item_ids"] else None
     with pytest.raises(ConfigError, match=message):
         DIN(schema, features=features, behavior_features=behavior, embedding_dim=4)
 
 
 def test_feature_absent_from_schema_is_one_clear_error():
-    schema, _ = _tiny_batch([[1]])
+    schema, _ = tiny_batch([[1]])
     with pytest.raises(ConfigError, match="'no_such_feature'"):
         build_model("din", schema, {"features": ["item_id", "no_such_feature"], "behavior_features": BEHAVIOR})
 
@@ -139,11 +139,11 @@ PARITY_MODELS = {
 }
 
 
-def parity_config(model: str, data_dir: Path, out_dir: Path, batch_size: int, sharding_type: str):
+def parity_config(spec: dict, data_dir: Path, out_dir: Path, batch_size: int, sharding_type: str):
+    """A run config of ``spec`` (``{"model": ..., "trainer": ...}``) training STEPS steps."""
     from bigrec.config import config_from_dict
     from tests.test_distributed import STEPS
 
-    spec = PARITY_MODELS[model]
     return config_from_dict({
         "data": {"path": str(data_dir), "batch_size": batch_size, "eval_batch_size": 1000, "test": None},
         "model": spec["model"],
@@ -153,34 +153,31 @@ def parity_config(model: str, data_dir: Path, out_dir: Path, batch_size: int, sh
     })
 
 
-def train_models_and_report(data_dirs: dict[str, str], out_dir: str, batch_size: int,
+def train_models_and_report(specs: dict[str, dict], data_dirs: dict[str, str], out_dir: str, batch_size: int,
                             sharding_types: list[str]) -> dict:
     """Per rank and model: identical initial weights, STEPS steps' global mean losses, validation metrics."""
     from bigrec.testing import train_from_seed
     from tests.test_distributed import STEPS
 
     return {(model, sharding_type): train_from_seed(
-                parity_config(model, Path(data_dir), Path(out_dir) / model / sharding_type, batch_size, sharding_type),
-                STEPS)
+                parity_config(specs[model], Path(data_dir), Path(out_dir) / model / sharding_type, batch_size,
+                              sharding_type), STEPS)
             for model, data_dir in data_dirs.items() for sharding_type in sharding_types}
 
 
-@pytest.mark.dist
-def test_din_and_mmoe_on_two_ranks_match_one_rank(tmp_path):
-    from bigrec.data.synthetic_multitask import generate_multitask
+def assert_two_ranks_match_one(specs: dict[str, dict], sources: dict[str, Path], tmp_path: Path) -> None:
+    """Train every model of ``specs`` on its data on 1 rank and on 2 ranks (table-wise and row-wise
+    sharding): both ranks agree, 2 ranks match 1 rank step by step, and the plans place the tables as asked."""
     from bigrec.testing import run_ranks
     from tests.test_distributed import ROWS_PER_RANK_BATCH, write_rank_data
 
-    sources = {"din": tmp_path / "behavior", "mmoe": tmp_path / "multitask"}
-    generate_behavior(sources["din"], rows=5000, num_items=400, num_categories=10, num_users=100, max_len=10)
-    generate_multitask(sources["mmoe"], rows=5000, correlation=0.0)
     one, two = {}, {}
     for model, source in sources.items():
         one[model], two[model] = str(tmp_path / f"{model}_1"), str(tmp_path / f"{model}_2")
         write_rank_data(source, Path(one[model]), Path(two[model]))
-    [single] = run_ranks(train_models_and_report, 1, one, str(tmp_path / "out1"), 2 * ROWS_PER_RANK_BATCH,
+    [single] = run_ranks(train_models_and_report, 1, specs, one, str(tmp_path / "out1"), 2 * ROWS_PER_RANK_BATCH,
                          ["table_wise"])
-    results = run_ranks(train_models_and_report, 2, two, str(tmp_path / "out2"), ROWS_PER_RANK_BATCH,
+    results = run_ranks(train_models_and_report, 2, specs, two, str(tmp_path / "out2"), ROWS_PER_RANK_BATCH,
                         ["table_wise", "row_wise"])
     for model in sources:
         reference = single[(model, "table_wise")]
@@ -198,3 +195,13 @@ def test_din_and_mmoe_on_two_ranks_match_one_rank(tmp_path):
             else:
                 assert {tuple(ranks) for _, ranks in placement.values()} <= {(0,), (1,)}
                 assert len({tuple(ranks) for _, ranks in placement.values()}) == 2  # both ranks hold tables
+
+
+@pytest.mark.dist
+def test_din_and_mmoe_on_two_ranks_match_one_rank(tmp_path):
+    from bigrec.data.synthetic_multitask import generate_multitask
+
+    sources = {"din": tmp_path / "behavior", "mmoe": tmp_path / "multitask"}
+    generate_behavior(sources["din"], rows=5000, num_items=400, num_categories=10, num_users=100, max_len=10)
+    generate_multitask(sources["mmoe"], rows=5000, correlation=0.0)
+    assert_two_ranks_match_one(PARITY_MODELS, sources, tmp_path)

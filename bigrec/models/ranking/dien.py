@@ -24,8 +24,11 @@ updates), so its final state is the state after the last real behaviour. An empt
 history leaves the evolution GRU at its zero initial state.
 
 Negatives are looked up through the model's own (possibly sharded) tables: the
-history's table gets an extra feature ``<history>__negative`` carrying one id per
-behaviour. The ids are a hash of (behaviour id, position, candidate id, training
+first history's table (the items) gets an extra feature ``<history>__negative``
+carrying one id per behaviour; the auxiliary network compares the state with that
+history's embedding only (with aligned histories such as categories, a negative
+whose category was drawn apart from its item would be told apart by the mismatch
+alone). The ids are a hash of (behaviour id, position, candidate id, training
 step), uniform over ``1 .. rows - 1`` (id 0 is padding in the data sets), so they
 are the same whatever the rows' split over ranks is, and a fresh draw each step.
 """
@@ -64,30 +67,26 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.fx.wrap
-def append_negatives(features: KeyedJaggedTensor, histories: list[str], rows: list[int],
-                     step: torch.Tensor, candidate: str) -> KeyedJaggedTensor:
-    """``features`` plus ``<history>__negative`` per history: one sampled id per behaviour.
+def append_negatives(features: KeyedJaggedTensor, history: str, rows: int, step: torch.Tensor,
+                     candidate: str) -> KeyedJaggedTensor:
+    """``features`` plus ``<history>__negative``: one sampled id per behaviour of ``history``.
 
     A negative is uniform over ``1 .. rows - 1`` and differs from the behaviour it
     stands against; it depends only on the row's own ids and ``step``, never on
     which rank or batch position holds the row.
     """
-    lengths, values, keys = [features.lengths()], [features.values()], list(features.keys())
     candidate_ids = features[candidate].to_padded_dense(desired_length=1)[:, 0]  # [B], the row's (first) candidate
-    for salt, (history, num_rows) in enumerate(zip(histories, rows)):
-        jagged = features[history]
-        ids, counts = jagged.values(), jagged.lengths()
-        starts = torch.cumsum(counts, 0) - counts
-        positions = torch.arange(ids.numel(), device=ids.device) - torch.repeat_interleave(starts, counts)
-        seed = (ids % _PRIME) * 1_000_003 + positions * 7_919 + torch.repeat_interleave(candidate_ids, counts) % _PRIME
-        seed = _mix((seed + step * 104_729 + salt * 15_485_863) % _PRIME)
-        negatives = 1 + seed % max(num_rows - 1, 1)
-        negatives = torch.where(negatives == ids, 1 + negatives % max(num_rows - 1, 1), negatives)
-        keys.append(history + NEGATIVE_SUFFIX)
-        lengths.append(counts)
-        values.append(negatives)
-    return KeyedJaggedTensor(keys=keys, values=torch.cat(values), lengths=torch.cat(lengths),
-                             stride=features.stride())
+    jagged = features[history]
+    ids, counts = jagged.values(), jagged.lengths()
+    starts = torch.cumsum(counts, 0) - counts
+    positions = torch.arange(ids.numel(), device=ids.device) - torch.repeat_interleave(starts, counts)
+    seed = (ids % _PRIME) * 1_000_003 + positions * 7_919 + torch.repeat_interleave(candidate_ids, counts) % _PRIME
+    seed = _mix((seed + step * 104_729) % _PRIME)
+    negatives = 1 + seed % max(rows - 1, 1)
+    negatives = torch.where(negatives == ids, 1 + negatives % max(rows - 1, 1), negatives)
+    return KeyedJaggedTensor(keys=list(features.keys()) + [history + NEGATIVE_SUFFIX],
+                             values=torch.cat([features.values(), negatives]),
+                             lengths=torch.cat([features.lengths(), counts]), stride=features.stride())
 
 
 class AttentionalGRUCell(nn.Module):
@@ -197,13 +196,15 @@ class DIEN(RecModel):
         self.id_names = id_feature_names(schema, names)
         self.dense = DenseColumns(schema, names)
         histories = [h for _, h in self.pairs]
-        lookup = _with_negatives(schema, histories)
-        self.negative_rows = [schema.tables[schema[h].table].num_embeddings for h in histories]
-        self.embeddings = FeatureEmbeddings(lookup, self.id_names + histories + [h + NEGATIVE_SUFFIX for h in histories],
+        self.behavior = histories[0]  # its table (the items) serves the negatives
+        self.negative_rows = schema.tables[schema[self.behavior].table].num_embeddings
+        self.embeddings = FeatureEmbeddings(_with_negatives(schema, self.behavior),
+                                            self.id_names + histories + [self.behavior + NEGATIVE_SUFFIX],
                                             embedding_dim, device=device)
         width = sum(self.embeddings.output_dim(h) for h in histories)
         self.extractor = nn.GRU(width, interest_units, batch_first=True)
-        self.auxiliary = nn.Sequential(MLP(interest_units + width, auxiliary_units, activation=activation),
+        behavior_width = self.embeddings.output_dim(self.behavior)
+        self.auxiliary = nn.Sequential(MLP(interest_units + behavior_width, auxiliary_units, activation=activation),
                                        nn.Linear(int(auxiliary_units[-1]), 1))
         self.query = nn.Linear(width, interest_units)
         self.attention_unit = TargetAttention(interest_units, attention_units, activation, normalize=True)
@@ -214,13 +215,16 @@ class DIEN(RecModel):
         self.register_buffer("step", torch.zeros((), dtype=torch.int64), persistent=False)
 
     def sequence(self, batch: Batch):
-        """Embeddings, candidate ``[B, E]``, kept history ``[B, m, E]``, its negatives ``[B, m, E]``, mask ``[B, m]``."""
-        histories = [h for _, h in self.pairs]
-        features = append_negatives(batch.sequence_features, histories, self.negative_rows, self.step,
+        """Embeddings, candidate ``[B, E]``, kept history ``[B, m, E]``, negatives ``[B, m, D]``, mask ``[B, m]``.
+
+        ``E`` sums the dims of the aligned histories; the negatives are rows of the first
+        history's table (D its dim), one per behaviour.
+        """
+        features = append_negatives(batch.sequence_features, self.behavior, self.negative_rows, self.step,
                                     self.pairs[0][0])
         embedded = self.embeddings(Batch(batch.dense, batch.sparse_features, features, batch.labels))
         candidate, history, mask = behavior_tensors(embedded, self.pairs)
-        negatives = torch.cat([embedded.sequences[h + NEGATIVE_SUFFIX] for h in histories], dim=-1)
+        negatives = embedded.sequences[self.behavior + NEGATIVE_SUFFIX]
         both, mask = keep_recent(torch.cat([history, negatives], dim=-1), mask, self.max_len)
         history, negatives = both.split([history.shape[-1], negatives.shape[-1]], dim=-1)
         return embedded, candidate, history, negatives, mask
@@ -235,11 +239,15 @@ class DIEN(RecModel):
 
     def _next_behavior_loss(self, states: torch.Tensor, history: torch.Tensor, negatives: torch.Tensor,
                             mask: torch.Tensor) -> torch.Tensor:
-        """Mean BCE of ``s(h_t, e_{t+1}) -> 1`` and ``s(h_t, e~_{t+1}) -> 0`` over real pairs; 0 if none."""
+        """Mean BCE of ``s(h_t, e_{t+1}) -> 1`` and ``s(h_t, e~_{t+1}) -> 0`` over real pairs; 0 if none.
+
+        ``e`` is the first history's embedding (the behaviour's item), so the clicked and the
+        sampled behaviour differ in nothing but the id.
+        """
         pairs = mask[:, 1:].reshape(-1)  # position t+1 real implies t real
         state = states[:, :-1].reshape(-1, states.shape[-1])[pairs]
-        width = history.shape[-1]
-        clicked = history[:, 1:].reshape(-1, width)[pairs]
+        width = negatives.shape[-1]
+        clicked = history[:, 1:, :width].reshape(-1, width)[pairs]
         sampled = negatives[:, 1:].reshape(-1, width)[pairs]
         logits = self.auxiliary(torch.cat([torch.cat([state, clicked], -1), torch.cat([state, sampled], -1)], 0))
         targets = torch.cat([torch.ones_like(logits[:state.shape[0]]), torch.zeros_like(logits[state.shape[0]:])])
@@ -260,9 +268,10 @@ class DIEN(RecModel):
         return ModelOutput(logits, aux_losses={"next_behavior": aux})
 
 
-def _with_negatives(schema: Schema, histories: list[str]) -> Schema:
-    """``schema`` plus a ``<history>__negative`` sequence feature on each history's table."""
-    extra = [SequenceFeature(h + NEGATIVE_SUFFIX, schema[h].vocab_size, schema[h].embedding_dim,
-                             table=schema[h].table, max_len=schema[h].max_len) for h in histories]
-    return Schema(list(schema.features) + extra, labels=list(schema.labels), metadata=dict(schema.metadata))
+def _with_negatives(schema: Schema, history: str) -> Schema:
+    """``schema`` plus a ``<history>__negative`` sequence feature on the history's table."""
+    feature = schema[history]
+    negatives = SequenceFeature(history + NEGATIVE_SUFFIX, feature.vocab_size, feature.embedding_dim,
+                                table=feature.table, max_len=feature.max_len)
+    return Schema(list(schema.features) + [negatives], labels=list(schema.labels), metadata=dict(schema.metadata))
 
