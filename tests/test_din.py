@@ -165,9 +165,10 @@ def train_models_and_report(specs: dict[str, dict], data_dirs: dict[str, str], o
             for model, data_dir in data_dirs.items() for sharding_type in sharding_types}
 
 
-def assert_two_ranks_match_one(specs: dict[str, dict], sources: dict[str, Path], tmp_path: Path) -> None:
-    """Train every model of ``specs`` on its data on 1 rank and on 2 ranks (table-wise and row-wise
-    sharding): both ranks agree, 2 ranks match 1 rank step by step, and the plans place the tables as asked."""
+def assert_two_ranks_match_one(specs: dict[str, dict], sources: dict[str, Path], tmp_path: Path,
+                               sharding_types: tuple[str, ...] = ("table_wise", "row_wise")) -> None:
+    """Train every model of ``specs`` on its data on 1 rank and on 2 ranks (each of ``sharding_types``):
+    both ranks agree, 2 ranks match 1 rank step by step, and the plans place the tables as asked."""
     from bigrec.testing import run_ranks
     from tests.test_distributed import ROWS_PER_RANK_BATCH, write_rank_data
 
@@ -178,11 +179,11 @@ def assert_two_ranks_match_one(specs: dict[str, dict], sources: dict[str, Path],
     [single] = run_ranks(train_models_and_report, 1, specs, one, str(tmp_path / "out1"), 2 * ROWS_PER_RANK_BATCH,
                          ["table_wise"])
     results = run_ranks(train_models_and_report, 2, specs, two, str(tmp_path / "out2"), ROWS_PER_RANK_BATCH,
-                        ["table_wise", "row_wise"])
+                        list(sharding_types))
     for model in sources:
         reference = single[(model, "table_wise")]
         assert reference["losses"][-1] < reference["losses"][0], model  # it trains
-        for sharding_type in ("table_wise", "row_wise"):
+        for sharding_type in sharding_types:
             rank0, rank1 = results[0][(model, sharding_type)], results[1][(model, sharding_type)]
             assert rank0["losses"] == pytest.approx(rank1["losses"], rel=1e-6)
             assert rank0["losses"] == pytest.approx(reference["losses"], rel=2e-4, abs=2e-5), (model, sharding_type)

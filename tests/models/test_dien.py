@@ -130,7 +130,7 @@ def test_auxiliary_loss_teaches_the_states_the_next_behaviour(tmp_path):
     torch.set_num_threads(1)
     try:
         losses = []
-        for batch in batches(tmp_path, "train", schema, 128)[:75]:
+        for batch in batches(tmp_path, "train", schema, 64)[:120]:
             aux = model(batch).aux_losses["next_behavior"]
             losses.append(aux.item())
             optimizer.zero_grad()
@@ -138,7 +138,7 @@ def test_auxiliary_loss_teaches_the_states_the_next_behaviour(tmp_path):
             optimizer.step()
     finally:
         torch.set_num_threads(threads)
-    assert losses[0] > 0.68 and sum(losses[-10:]) / 10 < 0.6, losses
+    assert sum(losses[-10:]) < 0.85 * sum(losses[:10]), losses
 
 
 @pytest.mark.parametrize("params, message", [

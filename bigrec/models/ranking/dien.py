@@ -7,7 +7,7 @@ Two GRUs over the behaviour history, oldest first:
    behaviour that followed it: ``h_t`` should score the next clicked behaviour
    ``e_{t+1}`` above a negative behaviour sampled from the same table,
    ``-log s(h_t, e_{t+1}) - log(1 - s(h_t, e~_{t+1}))`` (``s``: a small MLP with a
-   sigmoid), averaged over the real consecutive pairs of the batch. It is emitted
+   sigmoid), averaged over a row's real consecutive pairs, then over the rows. It is emitted
    as ``ModelOutput.aux_losses["next_behavior"]`` and weighted with
    ``task.aux_loss_weights: {next_behavior: w}``.
 2. **Interest evolution**: attention of the candidate over the interest states
@@ -239,20 +239,26 @@ class DIEN(RecModel):
 
     def _next_behavior_loss(self, states: torch.Tensor, history: torch.Tensor, negatives: torch.Tensor,
                             mask: torch.Tensor) -> torch.Tensor:
-        """Mean BCE of ``s(h_t, e_{t+1}) -> 1`` and ``s(h_t, e~_{t+1}) -> 0`` over real pairs; 0 if none.
+        """BCE of ``s(h_t, e_{t+1}) -> 1`` and ``s(h_t, e~_{t+1}) -> 0``: mean over a row's real pairs, then
+        over the rows (a row without pairs counts 0), so the loss of a batch is the mean of its rows'
+        whatever its split over ranks.
 
         ``e`` is the first history's embedding (the behaviour's item), so the clicked and the
         sampled behaviour differ in nothing but the id.
         """
-        pairs = mask[:, 1:].reshape(-1)  # position t+1 real implies t real
-        state = states[:, :-1].reshape(-1, states.shape[-1])[pairs]
+        pairs = mask[:, 1:]  # [B, m-1]: position t+1 real implies t real
+        flat = pairs.reshape(-1)
         width = negatives.shape[-1]
-        clicked = history[:, 1:, :width].reshape(-1, width)[pairs]
-        sampled = negatives[:, 1:].reshape(-1, width)[pairs]
+        state = states[:, :-1].reshape(-1, states.shape[-1])[flat]
+        clicked = history[:, 1:, :width].reshape(-1, width)[flat]
+        sampled = negatives[:, 1:].reshape(-1, width)[flat]
         logits = self.auxiliary(torch.cat([torch.cat([state, clicked], -1), torch.cat([state, sampled], -1)], 0))
-        targets = torch.cat([torch.ones_like(logits[:state.shape[0]]), torch.zeros_like(logits[state.shape[0]:])])
-        total = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
-        return total / (2 * pairs.sum()).clamp(min=1).to(total.dtype)
+        logits = logits.squeeze(-1).reshape(2, -1)  # [2, P]: clicked, sampled
+        targets = torch.stack([torch.ones_like(logits[0]), torch.zeros_like(logits[1])])
+        per_pair = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(0)  # [P]
+        rows = torch.arange(pairs.shape[0], device=pairs.device)[:, None].expand_as(pairs).reshape(-1)[flat]
+        per_row = torch.zeros(pairs.shape[0], dtype=per_pair.dtype, device=per_pair.device).index_add(0, rows, per_pair)
+        return (per_row / pairs.sum(1).clamp(min=1).to(per_pair.dtype)).mean()
 
     def attention(self, batch: Batch) -> torch.Tensor:
         """Evolution attention ``[B, m]`` over the kept history (softmax over real positions, 0 on padding)."""
