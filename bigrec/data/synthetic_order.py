@@ -28,9 +28,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bigrec.data.parquet_io import SPLITS, write_split_dir
-from bigrec.data.synthetic import roc_auc, split_sizes
-from bigrec.data.synthetic_behavior import LABEL, build_schema, list_array
+from bigrec.data.synthetic_behavior import behavior_table, write_behavior_splits
 from bigrec.features import Schema
 
 GENERATOR = "synthetic_order_v1"
@@ -71,16 +69,7 @@ def sample_rows(rng: np.random.Generator, n: int, items_by_cat: np.ndarray, num_
 
     cand_item = items_by_cat[cand_cat - 1, rng.integers(0, per_cat, n)]
     logits = strength * (2.0 * follows - 1.0)
-    labels = (rng.random(n) < 1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-    table = pa.table({
-        "user_id": pa.array(rng.integers(0, num_users, n), pa.int64()),
-        "item_id": pa.array(cand_item, pa.int64()),
-        "item_cat": pa.array(cand_cat, pa.int64()),
-        "hist_item_ids": list_array(hist_items, lengths),
-        "hist_cat_ids": list_array(hist_cats, lengths),
-        LABEL: pa.array(labels, pa.float32()),
-    })
-    return table, logits
+    return behavior_table(rng, logits, num_users, cand_item, cand_cat, hist_items, hist_cats, lengths), logits
 
 
 def generate_order(output_dir: str | Path, rows: int, num_items: int = 1000, num_categories: int = 20,
@@ -98,23 +87,16 @@ def generate_order(output_dir: str | Path, rows: int, num_items: int = 1000, num
         raise ValueError(f"max_len must be >= 2 (two related behaviours), got {max_len}")
     if overflow < 0 or not 0.0 <= empty_fraction < 1.0:
         raise ValueError(f"need overflow >= 0 and empty_fraction in [0, 1), got {overflow}, {empty_fraction}")
-    sizes = split_sizes(int(rows), valid_fraction, test_fraction)
     per_cat = num_items // num_categories
     items_by_cat = 1 + np.arange(num_categories * per_cat).reshape(per_cat, num_categories).T  # item i -> 1 + i % C
-    tables, aucs = {}, {}
-    for index, split in enumerate(SPLITS):
-        rng = np.random.default_rng([int(seed), index])
-        tables[split], logits = sample_rows(rng, sizes[split], items_by_cat, num_users, max_len, overflow,
-                                            strength, empty_fraction)
-        aucs[split] = roc_auc(logits, tables[split].column(LABEL).to_numpy()) if sizes[split] else None
-    metadata = {"generator": GENERATOR, "seed": int(seed), "rows": sizes, "num_items": num_items,
-                "num_categories": num_categories, "max_len": max_len, "overflow": overflow, "strength": strength,
+    shape = {"num_items": num_items, "num_categories": num_categories, "num_users": num_users, "max_len": max_len}
+    metadata = {"generator": GENERATOR, **shape, "overflow": overflow, "strength": strength,
                 "empty_fraction": empty_fraction,
-                "bayes_auc_estimate": round(aucs["test"], 4) if aucs["test"] is not None else None,
                 "signal": "label: the most recent hist_cat_ids of item_cat's pair (c, c +- 1) is item_cat itself"}
-    schema = build_schema(num_items, num_categories, num_users, max_len, embedding_dim, metadata)
-    write_split_dir(output_dir, tables, schema, row_group_size)
-    return schema
+    return write_behavior_splits(
+        output_dir, rows, lambda rng, n: sample_rows(rng, n, items_by_cat, num_users, max_len, overflow, strength,
+                                                     empty_fraction),
+        shape, metadata, seed, valid_fraction, test_fraction, embedding_dim, row_group_size)
 
 
 def add_cli(commands, positive_int) -> None:
