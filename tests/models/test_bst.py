@@ -12,7 +12,7 @@ from bigrec.errors import ConfigError
 from bigrec.models.ranking.bst import BST
 from tests.model_training import fit_and_evaluate
 from tests.models.conftest import BEHAVIOR, COMMON, FIT
-from tests.test_din import tiny_batch
+from tests.models.test_din import tiny_batch
 
 SMALL = {"behavior_features": BEHAVIOR, "num_heads": 2, "num_layers": 2, "hidden_size": 8, "dropout_rate": 0.0,
          "hidden_units": [8], "embedding_dim": 4}

@@ -14,7 +14,7 @@ from bigrec.models.ranking.dien import DIEN, GRU_TYPES, NEGATIVE_SUFFIX, Interes
 from bigrec.tasks import build_task
 from tests.model_training import fit_and_evaluate
 from tests.models.conftest import BEHAVIOR, COMMON, FIT
-from tests.test_din import tiny_batch
+from tests.models.test_din import tiny_batch
 
 SMALL = {"behavior_features": BEHAVIOR, "interest_units": 8, "attention_units": [8], "auxiliary_units": [8],
          "hidden_units": [8], "embedding_dim": 4}

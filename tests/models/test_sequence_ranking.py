@@ -1,6 +1,6 @@
 """Rules every behaviour-sequence ranking model (DIEN, BST) keeps: the most recent behaviours are
-kept, bad behaviour features are one clear error, and sharded training on 2 gloo ranks under
-TrainPipelineSparseDist matches 1 rank."""
+kept and bad behaviour features are one clear error (sharded 2-rank parity:
+tests/models/test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bigrec.errors import ConfigError
 from bigrec.models import build_model
 from tests.models.test_bst import SMALL as BST_SMALL
 from tests.models.test_dien import SMALL as DIEN_SMALL
-from tests.test_din import tiny_batch
+from tests.models.test_din import tiny_batch
 
 SMALL = {"dien": DIEN_SMALL, "bst": BST_SMALL}
 
@@ -41,22 +41,3 @@ def test_bad_behavior_features_name_the_model_and_the_problem(name, behavior, me
     with pytest.raises(ConfigError, match=f"{name}: .*{message}"):
         build_model(name, schema, {**SMALL[name], "behavior_features": behavior})
 
-
-@pytest.mark.dist
-def test_dien_and_bst_on_two_ranks_match_one_rank(tmp_path):
-    """Every table split over both ranks (row-wise), the real trainer and its pipeline: the same
-    global batches give the same losses (DIEN's auxiliary loss and its sampled negatives included)
-    and the same validation metrics as 1 rank."""
-    from bigrec.data.synthetic_behavior import generate_behavior
-    from tests.test_din import BEHAVIOR, assert_two_ranks_match_one
-
-    source = tmp_path / "behavior"
-    generate_behavior(source, rows=5000, num_items=400, num_categories=10, num_users=100, max_len=10)
-    common = {"features": ["user_id", "item_id", "item_cat"], "behavior_features": BEHAVIOR, "hidden_units": [16],
-              "embedding_dim": 8}
-    trainer = {"dense_optimizer": {"name": "adam", "lr": 0.01}}  # predictions spread apart within 12 steps
-    specs = {"dien": {"model": {"name": "dien", **common, "interest_units": 8, "attention_units": [8],
-                                "auxiliary_units": [8]}, "trainer": trainer},
-             "bst": {"model": {"name": "bst", **common, "num_heads": 2, "hidden_size": 8, "dropout_rate": 0.0},
-                     "trainer": trainer}}
-    assert_two_ranks_match_one(specs, {"dien": source, "bst": source}, tmp_path, sharding_types=("row_wise",))
