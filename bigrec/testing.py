@@ -58,12 +58,20 @@ def _tiny_order(output_dir: Path, seed: int) -> None:
                    seed=seed)
 
 
+def _tiny_selection_bias(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic_selection_bias import generate_selection_bias
+
+    generate_selection_bias(output_dir, rows=4000, num_users=200, num_items=200, embedding_dim=8, seed=seed,
+                            row_group_size=1024)
+
+
 SYNTHETIC_SETS: dict[str, Callable[[Path, int], None]] = {
     "criteo": _tiny_criteo,
     "behavior": _tiny_behavior,
     "multitask": _tiny_multitask,
     "sequences": _tiny_sequences,
     "order": _tiny_order,
+    "selection_bias": _tiny_selection_bias,
 }
 
 

@@ -99,3 +99,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def last_linear(self) -> nn.Linear:
+        """The last linear layer (e.g. a shared bottom's last shared layer)."""
+        return [layer for layer in self.layers if isinstance(layer, nn.Linear)][-1]
