@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bigrec.config import DataConfig, TaskConfig
-from bigrec.data.catalogue import CATALOGUE_FILE, ItemCatalogue
+from bigrec.data.catalogue import ItemCatalogue
+from bigrec.data.parquet_io import ITEM_CATALOGUE as CATALOGUE_FILE
 from bigrec.data.convert import table_to_batch
 from bigrec.data.movielens import prepare_movielens
 from bigrec.data.synthetic_sequences import generate_sequences

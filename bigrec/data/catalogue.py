@@ -8,6 +8,7 @@ one row per item, ids unique, in any order. Ids of the item table that the file
 does not list (typically the padding id 0) read as *unknown*: id 0 for a
 single-valued feature, an empty list for a multi-valued one.
 
+The preparers write it with :func:`bigrec.data.parquet_io.write_item_catalogue`.
 Item towers embed the whole corpus from it (full-ranking evaluation, export)
 and embed sampled candidates with it in training: the retrieval task hands
 :attr:`ItemCatalogue.features` to the model (``RecallModel.attach_catalogue``),
@@ -31,13 +32,11 @@ import torch
 
 from bigrec.batch import select_jagged
 from bigrec.data.convert import check_arrow_schema, check_values, ids_and_lengths
-from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, write_table
 from bigrec.data.stream import open_parquet
 from bigrec.errors import ConfigError, DataError
 from bigrec.features import Feature, Schema, SparseFeature
 
-CATALOGUE_KEY = "item_catalogue"  # schema metadata key naming the file
-CATALOGUE_FILE = "items.parquet"
+CATALOGUE_KEY = "item_catalogue"  # schema metadata key naming the file (written by parquet_io.write_item_catalogue)
 
 
 def catalogue_columns(schema: Schema, item_feature: str = "item_id") -> list[Feature]:
@@ -51,19 +50,6 @@ def catalogue_columns(schema: Schema, item_feature: str = "item_id") -> list[Fea
                           f"it is a {item.kind} feature")
     return [item] + [f for f in schema.features
                      if f.side == "item" and f.kind != "sequence" and f.name != item_feature]
-
-
-def write_catalogue(directory: str | Path, table: pa.Table, schema: Schema, item_feature: str = "item_id",
-                    row_group_size: int = DEFAULT_ROW_GROUP_SIZE) -> dict:
-    """Write ``directory/items.parquet`` from ``table`` (one row per item, at least the catalogue columns).
-
-    Keeps the catalogue columns only, sorted by item id. Returns the schema
-    metadata entry naming the file, ``{"item_catalogue": "items.parquet"}``.
-    """
-    names = [f.name for f in catalogue_columns(schema, item_feature)]
-    table = table.select(names).sort_by(item_feature)
-    write_table(table, Path(directory) / CATALOGUE_FILE, row_group_size)
-    return {CATALOGUE_KEY: CATALOGUE_FILE}
 
 
 @dataclass

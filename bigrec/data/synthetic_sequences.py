@@ -8,9 +8,7 @@ recall layout of ``data/ml-100k/recall``::
 with columns ``user_id``, ``item_id`` (the target) and ``hist_item_ids``
 (``list<int64>``, the user's earlier items, oldest first, the most recent
 ``history_len``), ``item_id`` and ``hist_item_ids`` sharing table ``item``.
-Item ids run ``1..num_items`` (0 = padding), user ids ``1..num_users``;
-``items.parquet`` is the item catalogue (:mod:`bigrec.data.catalogue`) listing
-every item id (the items have no other feature).
+Item ids run ``1..num_items`` (0 = padding), user ids ``1..num_users``.
 
 Each user walks over ``num_clusters`` clusters of contiguous item ids: the next
 cluster is the current cluster's fixed successor with probability ``follow``,
@@ -31,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bigrec.data.catalogue import write_catalogue
-from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_split_dir
+from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_item_catalogue, write_split_dir
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
 GENERATOR = "markov_clusters_v1"
@@ -140,7 +137,7 @@ def write_sequences(output: str | Path, sequences: list[np.ndarray], num_items: 
                 "counts": {split: {"rows": t.num_rows} for split, t in tables.items()}}
     schema = build_schema(num_users, num_items, history_len, embedding_dim, metadata)
     items = pa.table({"item_id": pa.array(np.arange(1, num_items + 1), pa.int64())})
-    schema.metadata.update(write_catalogue(output, items, schema, row_group_size=row_group_size))
+    write_item_catalogue(output, items, schema, row_group_size)
     write_split_dir(output, tables, schema, row_group_size)
     return schema
 

@@ -15,6 +15,9 @@ predictions. The trainer holds no branch per task kind: it calls these methods o
   passes the trainer runs before training ``epoch`` (each split's batches fed to its
   ``Metrics``, then ``compute()``), e.g. the retrieval task's offline hard-negative
   mining; most tasks return none.
+* optionally ``check_labels(table, path)``: raises a DataError for label values the
+  task cannot take; the data stream calls it on every slice it reads (so with
+  ``data.validate`` every row is checked before any process group exists).
 """
 
 from __future__ import annotations
