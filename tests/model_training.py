@@ -14,7 +14,7 @@ import torch
 from bigrec.data.convert import columns_of, table_to_batch
 from bigrec.features import Schema
 from bigrec.models import build_model
-from bigrec.config import TaskConfig
+from bigrec.config import DataConfig, TaskConfig
 from bigrec.tasks import build_task
 
 
@@ -26,13 +26,20 @@ def batches(data_dir: Path, split: str, schema: Schema, batch_size: int):
 def fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
                      lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None) -> dict[str, float]:
     """Train model ``name`` with Adam on train, return its test metrics (``auc`` or ``<label>/auc``...)."""
+    return fit_and_score(data_dir, name, params, epochs, batch_size, lr, seed, task)[1]
+
+
+def fit_and_score(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
+                  lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None
+                  ) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Train model ``name``; return the trained model (eval mode) and its test metrics."""
     module, label_task = fit(data_dir, name, params, epochs, batch_size, lr, seed, task)
     schema = Schema.load(Path(data_dir) / "schema.json")
-    metrics = label_task.make_metrics(module, torch.device("cpu"))
+    metrics = label_task.make_metrics(module, torch.device("cpu"), "test")
     with single_thread(), torch.no_grad():
         for batch in batches(data_dir, "test", schema, 4096):
             metrics.update(module(batch)[1])
-    return metrics.compute()
+    return module.model, metrics.compute()
 
 
 @contextlib.contextmanager
@@ -54,7 +61,7 @@ def fit(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: in
     schema = Schema.load(Path(data_dir) / "schema.json")
     torch.manual_seed(seed)
     model = build_model(name, schema, params)
-    label_task = build_task(model, schema, task or TaskConfig())
+    label_task = build_task(model, schema, task or TaskConfig(), DataConfig(path=str(data_dir)))
     module = label_task.wrap(model)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     table = pq.read_table(Path(data_dir) / "train.parquet", columns=columns_of(schema))

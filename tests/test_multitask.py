@@ -138,7 +138,7 @@ def test_movielens_impressions_labels_and_splits(tmp_path):
 
 @pytest.mark.parametrize("change, task_types, expected", [
     (lambda y: np.where(np.arange(len(y)) < 5, 2.0, y), "[binary, binary]",
-     ["'task2'", "5 of", "other than 0/1"]),
+     ["'task2'", "5 of", "not 0 or 1"]),
     (lambda y: np.where(np.arange(len(y)) < 3, np.nan, y), "[binary, regression]", ["'task2'", "3 NaN/inf"]),
 ])
 def test_bad_labels_are_one_clear_error(unrelated_tasks, tmp_path, capsys, change, task_types, expected):

@@ -1,4 +1,4 @@
-"""``bigrec data movielens|synthetic-criteo``: prepare data sets as Parquet."""
+"""``bigrec data movielens|synthetic-*``: prepare data sets as Parquet."""
 
 from __future__ import annotations
 
@@ -32,13 +32,18 @@ def register(subparsers) -> None:
     commands = data.add_subparsers(dest="data_command", required=True)
 
     ml = commands.add_parser(
-        "movielens", help="MovieLens-100k (GroupLens or RecBole atomic files) -> ranking/ and recall/ Parquet")
-    ml.add_argument("--source", required=True, help="directory with u.data/u.user/u.item or ml-100k.inter/.user/.item")
+        "movielens", help="MovieLens 100k / 1M / 20M / 25M -> ranking/ and recall/ Parquet")
+    ml.add_argument("--source", required=True, help="directory with u.data/u.user/u.item or ml-100k.inter/.user/.item "
+                                                    "(100k), ratings.dat/users.dat/movies.dat (1M), or "
+                                                    "ratings.csv/movies.csv (20M, 25M)")
     ml.add_argument("--output", required=True, help="output directory (gets ranking/, recall/, vocab.json)")
     ml.add_argument("--history-len", type=_positive_int, default=50, help="items kept in hist_item_ids (default 50)")
     ml.add_argument("--seed", type=int, default=0, help="recorded in the schema; the preparation is deterministic")
     ml.add_argument("--row-group-size", type=_positive_int, default=8192, help="Parquet row group size (default 8192)")
     ml.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json (default 16)")
+    from bigrec.data.converters.cli import add_scale_arguments
+
+    add_scale_arguments(ml, _positive_int)  # MovieLens 1M / 20M / 25M are converted out of core
     ml.set_defaults(handler=_run_movielens)
 
     sc = commands.add_parser("synthetic-criteo", help="synthetic Criteo-like click data with a planted signal")
@@ -55,15 +60,33 @@ def register(subparsers) -> None:
     sc.add_argument("--test-fraction", type=float, default=0.1)
     sc.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json (default 16)")
     sc.set_defaults(handler=_run_synthetic_criteo)
+    from bigrec.data.synthetic_fields import add_cli as add_fields_cli
     from bigrec.data.synthetic_sequences import add_cli as add_sequences_cli
 
     add_sequences_cli(commands, _positive_int)
+    from bigrec.data.synthetic_interests import add_cli as add_interests_cli
+
+    add_interests_cli(commands, _positive_int)
+    add_fields_cli(commands, _positive_int)
+    from bigrec.data.synthetic_order import add_cli as add_order_cli
+
+    add_order_cli(commands, _positive_int)
     _register_behavior_and_multitask(commands)
+    from bigrec.data.converters.cli import register as register_converters
+
+    register_converters(commands, _positive_int)
 
 
 def _run_movielens(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bigrec.data.converters.movielens_large import detect
     from bigrec.data.movielens import prepare_movielens
 
+    if Path(args.source).is_dir() and detect(Path(args.source)):
+        from bigrec.data.converters.cli import run_movielens_large
+
+        return run_movielens_large(args)
     started = time.perf_counter()
     schemas = prepare_movielens(args.source, args.output, history_len=args.history_len, seed=args.seed,
                                 row_group_size=args.row_group_size, embedding_dim=args.embedding_dim)

@@ -7,9 +7,14 @@ predictions. The trainer holds no branch per task kind: it calls these methods o
   ``loss`` is the scalar to back-propagate, ``step`` a tuple whose first two
   entries are the detached loss and a dict of detached named loss terms (each
   task's loss, each auxiliary loss) -- the form TorchRec's train pipelines drive;
-* ``make_metrics(sharded_model, device)`` -> :class:`Metrics`;
+* ``make_metrics(sharded_model, device, split)`` -> :class:`Metrics` for evaluating
+  ``split`` (``valid``, ``test``; the retrieval task excludes what users saw before it);
 * ``prediction_columns(step) -> {column: [B] or [B, k] tensor}`` what ``bigrec
   predict`` writes for each row;
+* ``epoch_passes(sharded_model, device, epoch) -> [(split, Metrics)]``: evaluation-mode
+  passes the trainer runs before training ``epoch`` (each split's batches fed to its
+  ``Metrics``, then ``compute()``), e.g. the retrieval task's offline hard-negative
+  mining; most tasks return none.
 * optionally ``check_labels(table, path)``: raises a DataError for label values the
   task cannot take; the data stream calls it on every slice it reads (so with
   ``data.validate`` every row is checked before any process group exists).
@@ -38,9 +43,11 @@ class Task(Protocol):
 
     def wrap(self, model: nn.Module) -> nn.Module: ...
 
-    def make_metrics(self, sharded_model: nn.Module, device: torch.device) -> Metrics: ...
+    def make_metrics(self, sharded_model: nn.Module, device: torch.device, split: str = "valid") -> Metrics: ...
 
     def prediction_columns(self, step: tuple) -> dict[str, torch.Tensor]: ...
+
+    def epoch_passes(self, sharded_model: nn.Module, device: torch.device, epoch: int) -> list[tuple[str, Metrics]]: ...
 
 
 class AuxiliaryLosses:

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bigrec.batch import Batch
-from bigrec.config import TaskConfig
+from bigrec.config import DataConfig, TaskConfig
 from bigrec.errors import ConfigError, DataError
 from bigrec.features import Schema
 from bigrec.models.output import TASK_TYPES
@@ -102,7 +102,7 @@ class LabelTask:
                    tuple(aux.weights.items()), (name, tuple(sorted(options.items()))), nested)
 
     @classmethod
-    def from_config(cls, model, schema: Schema, config: TaskConfig) -> "LabelTask":
+    def from_config(cls, model, schema: Schema, config: TaskConfig, data: Optional[DataConfig] = None) -> "LabelTask":
         return cls.for_model(model, schema, config.labels, config.loss_weights, config.aux_loss_weights,
                              config.loss_weighting)
 
@@ -112,15 +112,9 @@ class LabelTask:
         return [n for n, t in zip(self.label_names, self.task_types) if t == "binary"]
 
     def check_labels(self, table: pa.Table, path: str) -> None:
-        """Raise a DataError naming ``path``, the column and the number of bad rows when a binary
-        label is not 0/1 or a nested label is 1 where its outer label is 0 (the data layer calls
-        this on every slice it reads; NaN in any label is its own check)."""
-        for name in self.binary_columns:
-            values = table.column(name).to_numpy()
-            bad = int(np.count_nonzero((values != 0) & (values != 1)))
-            if bad:
-                raise DataError(path, f"{bad} of {len(values)} row(s) hold labels other than 0/1 "
-                                      f"(a binary task)", column=name)
+        """Raise a DataError naming ``path``, the column and the number of bad rows when a nested
+        label is 1 where its outer label is 0 (the data layer calls this on every slice it reads;
+        binary labels outside {0, 1} and NaN are its own checks, :mod:`bigrec.data.labels`)."""
         for inner, outer in self.nested_labels:
             bad = int(np.count_nonzero((table.column(inner).to_numpy() == 1) & (table.column(outer).to_numpy() != 1)))
             if bad:
@@ -130,8 +124,11 @@ class LabelTask:
     def wrap(self, model: nn.Module) -> "LabelModule":
         return LabelModule(model, self)
 
-    def make_metrics(self, sharded_model: nn.Module, device: torch.device) -> LabelMetrics:
+    def make_metrics(self, sharded_model: nn.Module, device: torch.device, split: str = "valid") -> LabelMetrics:
         return LabelMetrics(self.label_names, self.task_types, device)
+
+    def epoch_passes(self, sharded_model: nn.Module, device: torch.device, epoch: int) -> list:
+        return []  # nothing to prepare before an epoch
 
     def prediction_columns(self, step: LabelStep) -> dict[str, torch.Tensor]:
         """``score`` (one task) or ``score_<label>``, the model's per-row extras, and the labels."""

@@ -2,8 +2,8 @@
 
 Every loss is an ``nn.Module`` with two methods the retrieval task calls per step:
 
-* ``candidate_ids() -> [M]`` the item ids the model must look up this step (the
-  whole corpus slice of this rank, sampled negatives, or none);
+* ``candidate_ids(user_ids [B]) -> [M]`` the item ids the model must look up this step (the
+  whole corpus slice of this rank, sampled negatives, a mined negative per row, or none);
 * ``forward(output, targets, candidate_ids) -> []`` the loss from the model's
   :class:`~bigrec.models.output.RecallOutput`.
 
@@ -14,7 +14,9 @@ Every loss is an ``nn.Module`` with two methods the retrieval task calls per ste
                       log-Q correction for the mixed proposal (Yi et al., 2019)
 ``margin``            pairwise / triplet margin loss ``relu(margin - s(u, v+) + s(u, v-))`` on
                       one negative per row: random or the hardest among in-batch and sampled
-                      candidates (embedding-based retrieval, Huang et al., 2020)
+                      candidates (online mining), plus with ``mining: offline`` a second term on
+                      a negative mined per user from the model's top results once per epoch
+                      (embedding-based retrieval, Huang et al., 2020; see ``mining.py``)
 ===================== ===========================================================================
 
 Scores are dot products divided by the temperature; a user with K interest vectors
@@ -32,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bigrec.models.output import RecallOutput, paired_score, score
+from bigrec.tasks.retrieval.mining import MinedNegatives
 from bigrec.tasks.retrieval.slices import all_gather_rows, gather_rows, item_slice, world
 
 
@@ -97,7 +100,7 @@ class FullSoftmax(nn.Module):
             invalid |= all_ids == padding_item
         self.register_buffer("invalid", invalid, persistent=False)
 
-    def candidate_ids(self) -> torch.Tensor:
+    def candidate_ids(self, user_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.slice_ids
 
     def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
@@ -166,7 +169,7 @@ class SampledSoftmax(nn.Module):
         self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
         self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
 
-    def candidate_ids(self) -> torch.Tensor:
+    def candidate_ids(self, user_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.sampler.sample() if self.sampler.num_negatives else self.no_ids
 
     def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
@@ -187,27 +190,41 @@ class MarginLoss(nn.Module):
 
     ``hard_negatives``: the negative is the highest-scoring candidate that is not the
     row's own target (in-batch targets plus ``num_negatives`` sampled ids: online hard
-    negative mining); otherwise a random such candidate. Scores are raw dot products
-    (cosines for normalised towers), not divided by the temperature.
+    negative mining); otherwise a random such candidate. ``mining="offline"`` adds a
+    second triplet per row, weighted ``mined_weight``, on a negative drawn from the row's user's mined negatives
+    (:class:`~bigrec.tasks.retrieval.mining.MinedNegatives`, filled once per epoch; the
+    last ``B`` candidate ids are those draws). Scores are raw dot products (cosines for
+    normalised towers), not divided by the temperature.
     """
 
     def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], num_negatives: int = 0,
                  negative_sampler: str = "uniform", margin: float = 0.1, hard_negatives: bool = False,
+                 mining: str = "online", mined_count: int = 10, num_users: int = 0, mined_weight: float = 1.0,
                  **_: object) -> None:
         super().__init__()
         self.margin = margin
+        self.mined_weight = mined_weight
         self.hard_negatives = hard_negatives
         self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
+        self.miner = MinedNegatives(num_users, num_items, mined_count, padding_item) if mining == "offline" else None
         self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
 
-    def candidate_ids(self) -> torch.Tensor:
-        return self.sampler.sample() if self.sampler.num_negatives else self.no_ids
+    def candidate_ids(self, user_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        sampled = self.sampler.sample() if self.sampler.num_negatives else self.no_ids
+        if self.miner is None:
+            return sampled
+        return torch.cat([sampled, self.miner.sample(user_ids)])
 
     def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
         self.sampler.observe(targets)
         positive = paired_score(output.user, output.target)  # [B]
+        candidates = output.candidates
+        if self.miner is not None:  # the last B candidates are the rows' mined negatives
+            sampled = candidate_ids.shape[0] - targets.shape[0]
+            mined_ids, mined = candidate_ids[sampled:], candidates[sampled:]
+            candidate_ids, candidates = candidate_ids[:sampled], candidates[:sampled]
         ids = torch.cat([targets, candidate_ids])
-        scores = score(output.user, torch.cat([output.target, output.candidates]))  # [B, B + M]
+        scores = score(output.user, torch.cat([output.target, candidates]))  # [B, B + M]
         own = ids[None, :] == targets[:, None]
         if self.hard_negatives:
             negative = scores.masked_fill(own, float("-inf")).max(dim=1).values
@@ -216,6 +233,9 @@ class MarginLoss(nn.Module):
             negative = scores.gather(1, noise.argmax(dim=1, keepdim=True)).squeeze(1)
         valid = torch.isfinite(negative) & (~own).any(dim=1)
         losses = F.relu(self.margin - positive + torch.where(valid, negative, positive + self.margin))
+        if self.miner is not None:
+            hard = F.relu(self.margin - positive + paired_score(output.user, mined))
+            losses = losses + self.mined_weight * torch.where(mined_ids != targets, hard, torch.zeros_like(hard))
         return losses.mean()
 
 
