@@ -3,7 +3,7 @@
 ``generate_sequences(output_dir, num_users, num_items)`` writes the leave-last-out
 recall layout of ``data/ml-100k/recall``::
 
-    OUTPUT/train.parquet, valid.parquet, test.parquet, schema.json
+    OUTPUT/train.parquet, valid.parquet, test.parquet, train_sequences.parquet, schema.json
 
 with columns ``user_id``, ``item_id`` (the target) and ``hist_item_ids``
 (``list<int64>``, the user's earlier items, oldest first, the most recent
@@ -18,7 +18,8 @@ the next one's cluster, while the bag of earlier items does not: an ordered
 model beats an order-free mean of the history, and both beat most-popular.
 
 Each user's last item is test, the one before valid, the rest train rows (one
-row per target). A sequence too short to give a test target after the valid one
+row per target); ``train_sequences.parquet`` holds the training rows that end a
+window of ``history_len`` targets (one-pass sequence training, :mod:`bigrec.data.sequences`). A sequence too short to give a test target after the valid one
 (fewer than 3 items) is skipped and counted; the count is printed.
 """
 
@@ -30,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_split_dir
+from bigrec.data.sequences import SEQUENCES_SPLIT, layout_metadata, window_ends
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
 GENERATOR = "markov_clusters_v1"
@@ -65,19 +67,26 @@ def _walks(rng: np.random.Generator, lengths: np.ndarray, num_items: int, num_cl
 
 
 def sequences_to_rows(users: np.ndarray, walks: list[np.ndarray], history_len: int) -> tuple[dict[str, pa.Table], int]:
-    """Leave-last-out rows of every sequence; returns the split tables and the skipped count."""
-    columns = {split: {"user_id": [], "item_id": [], "hist": []} for split in SPLITS}
+    """Leave-last-out rows of every sequence; returns the split tables and the skipped count.
+
+    Besides ``train``, ``valid`` and ``test`` the tables hold ``train_sequences``, the
+    training rows that end a window of ``history_len`` targets (:mod:`bigrec.data.sequences`).
+    """
+    columns = {split: {"user_id": [], "item_id": [], "hist": []} for split in SPLITS + (SEQUENCES_SPLIT,)}
     skipped = 0
     for user, items in zip(users.tolist(), walks):
         if len(items) < 3:
             skipped += 1
             continue
         last = len(items) - 1
+        positions = np.arange(len(items))
+        ends = window_ends(positions, np.full(len(items), last - 2), history_len)
         for t in range(len(items)):
             split = "test" if t == last else "valid" if t == last - 1 else "train"
-            columns[split]["user_id"].append(user)
-            columns[split]["item_id"].append(int(items[t]))
-            columns[split]["hist"].append(items[max(0, t - history_len):t].tolist())
+            for name in (split, SEQUENCES_SPLIT) if ends[t] else (split,):
+                columns[name]["user_id"].append(user)
+                columns[name]["item_id"].append(int(items[t]))
+                columns[name]["hist"].append(items[max(0, t - history_len):t].tolist())
     tables = {split: pa.table({"user_id": pa.array(c["user_id"], pa.int64()),
                                "item_id": pa.array(c["item_id"], pa.int64()),
                                "hist_item_ids": pa.array(c["hist"], pa.list_(pa.int64()))})
@@ -115,6 +124,7 @@ def generate_sequences(output: str | Path, num_users: int = 5000, num_items: int
                 "num_clusters": num_clusters, "follow": follow, "zipf": zipf, "history_len": history_len,
                 "min_length": min_length, "max_length": max_length, "skipped_sequences": skipped,
                 "task_split": "leave_last_out",
+                "sequences": layout_metadata(history_len, tables[SEQUENCES_SPLIT].num_rows),
                 "counts": {split: {"rows": t.num_rows} for split, t in tables.items()}}
     schema = build_schema(num_users, num_items, history_len, embedding_dim, metadata)
     write_split_dir(output, tables, schema, row_group_size)

@@ -14,6 +14,7 @@ weights belong in a model method, e.g. ``DIN.attention(batch)``, not here).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
@@ -47,6 +48,10 @@ class RecallOutput:
         candidates: ``[M, D]`` vectors of the candidate ids passed to ``forward``.
         aux_losses: as in :class:`ModelOutput`.
         extras: as in :class:`ModelOutput`.
+        position_targets: one-pass sequence training: ``[B, L]`` the item each
+            position predicts (``-1`` = padding, no target); ``user`` is then
+            ``[B, L, D]`` (or ``[B, L, K, D]``) and ``target`` ``[B, L, D]``, and the
+            task scores every real position as a row of its own.
     """
 
     user: torch.Tensor
@@ -54,6 +59,7 @@ class RecallOutput:
     candidates: torch.Tensor
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    position_targets: Optional[torch.Tensor] = None
 
 
 def score(user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,14 @@ Every loss is an ``nn.Module`` with two methods the retrieval task calls per ste
 ``margin``            pairwise / triplet margin loss ``relu(margin - s(u, v+) + s(u, v-))`` on
                       one negative per row: random or the hardest among in-batch and sampled
                       candidates (embedding-based retrieval, Huang et al., 2020)
+``bpr_max``           GRU4Rec's BPR-max over in-batch and sampled negatives, each weighted by its
+                      softmax among the row's negatives, plus ``bpr_reg`` score regularisation
+``top1_max``          GRU4Rec's TOP1-max over the same softmax-weighted negatives
 ===================== ===========================================================================
+
+One-pass sequence models give a user vector per history position
+(``RecallOutput.position_targets``); :func:`flatten_positions` makes every real position
+a row before any loss sees it.
 
 Scores are dot products divided by the temperature; a user with K interest vectors
 ``[B, K, D]`` scores an item by its best interest (:func:`bigrec.models.output.score`).
@@ -24,6 +31,7 @@ Scores are dot products divided by the temperature; a user with K interest vecto
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Optional
 
 import torch
@@ -219,4 +227,77 @@ class MarginLoss(nn.Module):
         return losses.mean()
 
 
-LOSSES = {"full": FullSoftmax, "sampled": SampledSoftmax, "margin": MarginLoss}
+class SoftmaxWeightedRanking(nn.Module):
+    """GRU4Rec's ranking losses (Hidasi & Karatzoglou, 2018): BPR-max and TOP1-max.
+
+    Each row's negatives are the other rows' targets plus ``num_negatives`` sampled
+    ids (its own item excluded wherever it appears); each negative ``j`` is weighted
+    by ``w_j = softmax_j(s_j)`` over the row's negatives, so the loss focuses on the
+    negatives that score highest. With ``r`` the target's score (scores divided by
+    the temperature):
+
+    * ``bpr_max``: ``-log sum_j w_j sigmoid(r - s_j) + bpr_reg * sum_j w_j s_j^2``;
+    * ``top1_max``: ``sum_j w_j (sigmoid(s_j - r) + sigmoid(s_j^2))``.
+
+    A row without any negative adds 0. Returns the mean over rows.
+    """
+
+    def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], kind: str,
+                 num_negatives: int = 0, negative_sampler: str = "uniform", bpr_reg: float = 1.0,
+                 **_: object) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.kind = kind
+        self.bpr_reg = bpr_reg
+        self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
+        self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
+
+    def candidate_ids(self) -> torch.Tensor:
+        return self.sampler.sample() if self.sampler.num_negatives else self.no_ids
+
+    def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+        self.sampler.observe(targets)
+        positive = paired_score(output.user, output.target)[:, None] / self.temperature  # [N, 1]
+        scores = score(output.user, torch.cat([output.target, output.candidates])) / self.temperature  # [N, N + M]
+        negative = torch.cat([targets, candidate_ids])[None, :] != targets[:, None]
+        weights = torch.softmax(scores.masked_fill(~negative, float("-inf")), dim=1).nan_to_num(0.0)
+        if self.kind == "bpr_max":
+            ranked = (weights * torch.sigmoid(positive - scores)).sum(dim=1)
+            losses = -torch.log(ranked + 1e-24) + self.bpr_reg * (weights * scores.square()).sum(dim=1)
+        else:
+            losses = (weights * (torch.sigmoid(scores - positive) + torch.sigmoid(scores.square()))).sum(dim=1)
+        return torch.where(negative.any(dim=1), losses, torch.zeros_like(losses)).mean()
+
+
+def flatten_positions(output: RecallOutput) -> tuple[RecallOutput, torch.Tensor]:
+    """One-pass sequence output -> one row per real position.
+
+    ``user [B, L, (K,) D]``, ``target [B, L, D]`` and ``position_targets [B, L]`` become
+    ``user [N, (K,) D]``, ``target [N, D]`` and target ids ``[N]`` for the N positions
+    whose target is not ``-1`` (padding never reaches a loss).
+    """
+    keep = output.position_targets >= 0
+    rows = RecallOutput(output.user[keep], output.target[keep], output.candidates, output.aux_losses, output.extras)
+    return rows, output.position_targets[keep]
+
+
+@torch.fx.wrap
+def global_mean_weight(rows: torch.Tensor) -> torch.Tensor:
+    """``[]`` ``W * n / n_total``: scales this rank's mean over its ``n`` rows to its share of the global mean.
+
+    With one-pass sequence training ranks hold different numbers of rows; after the
+    data-parallel gradient average over ``W`` ranks the weighted per-rank means equal
+    the mean over all rows of all ranks, as one rank training the global batch.
+    """
+    count = torch.tensor(float(rows.shape[0]), dtype=torch.float64, device=rows.device)
+    _, world_size = world()
+    if world_size == 1:
+        return torch.ones((), dtype=torch.float32, device=rows.device)
+    total = count.clone()
+    dist.all_reduce(total)
+    return (world_size * count / total.clamp(min=1.0)).float()
+
+
+LOSSES = {"full": FullSoftmax, "sampled": SampledSoftmax, "margin": MarginLoss,
+          "bpr_max": partial(SoftmaxWeightedRanking, kind="bpr_max"),
+          "top1_max": partial(SoftmaxWeightedRanking, kind="top1_max")}

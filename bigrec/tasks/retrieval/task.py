@@ -4,12 +4,14 @@ Options (``task.options`` in the run config):
 
 =================== ============ ==========================================================
 ``loss``            ``auto``     a loss of :data:`~bigrec.tasks.retrieval.losses.LOSSES`
-                                 (``full``, ``sampled``, ``margin``), or ``auto``: full
+                                 (``full``, ``sampled``, ``margin``, ``bpr_max``,
+                                 ``top1_max``), or ``auto``: full
                                  softmax up to ``full_softmax_max_items`` items, else sampled
 ``full_softmax_max_items`` 100000
-``num_negatives``   ``0``        extra sampled negatives per step (sampled, margin)
+``num_negatives``   ``0``        extra sampled negatives per step (all but full)
 ``margin``          ``0.1``      margin of the ``margin`` loss
 ``hard_negatives``  ``false``    ``margin``: hardest candidate as the negative (mined online)
+``bpr_reg``         ``1.0``      ``bpr_max``: weight of the score regularisation
 ``negative_sampler`` ``uniform`` ``uniform`` over items or ``popularity`` (online counts)
 ``log_q``           ``true``     log-Q correction of sampled softmax
 ``temperature``     model's      logits are ``u·v / temperature``
@@ -31,6 +33,11 @@ rank), which needs no pass over the data. One correction serves the mixed
 proposal: ``log(B p_j + M r_j)`` for every candidate (``p``: target frequency,
 ``r``: the sampler's distribution).
 
+**One-pass sequence training**: a model output with ``position_targets`` (a user
+vector per history position) is flattened to one row per real position before the
+loss; as ranks hold different numbers of positions, each rank's mean is weighted by
+``W n_rank / n_total`` so that training on W ranks equals one rank on the global batch.
+
 The validation/test ``loss`` is the in-batch softmax (no correction); ranking
 metrics come from :class:`~bigrec.tasks.retrieval.metrics.FullRankingMetrics`.
 """
@@ -48,7 +55,7 @@ from bigrec.config import TaskConfig
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.output import RecallOutput
-from bigrec.tasks.retrieval.losses import LOSSES, sampled_softmax_loss
+from bigrec.tasks.retrieval.losses import LOSSES, flatten_positions, global_mean_weight, sampled_softmax_loss
 from bigrec.tasks.base import AuxiliaryLosses
 from bigrec.tasks.retrieval.metrics import FullRankingMetrics, unwrap_model
 from bigrec.tasks.retrieval.slices import DEFAULT_KS
@@ -59,6 +66,7 @@ class RetrievalOptions:
     loss: str = "auto"
     margin: float = 0.1
     hard_negatives: bool = False
+    bpr_reg: float = 1.0
     full_softmax_max_items: int = 100_000
     num_negatives: int = 0
     negative_sampler: str = "uniform"
@@ -122,7 +130,8 @@ class RetrievalModule(nn.Module):
         self.loss_fn = LOSSES[name](num_items=num_items, temperature=self.temperature,
                                     padding_item=options.padding_item, num_negatives=options.num_negatives,
                                     negative_sampler=options.negative_sampler, log_q=options.log_q,
-                                    margin=options.margin, hard_negatives=options.hard_negatives)
+                                    margin=options.margin, hard_negatives=options.hard_negatives,
+                                    bpr_reg=options.bpr_reg)
         self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
 
     def forward(self, batch: Batch):
@@ -135,7 +144,11 @@ class RetrievalModule(nn.Module):
             return loss, RetrievalStep(loss.detach(), {}, output.user.detach(), targets, self.model.seen_ids(batch))
         candidate_ids = self.loss_fn.candidate_ids()
         output = self.model(batch, candidate_ids)
-        loss = self.loss_fn(output, targets, candidate_ids)
+        if output.position_targets is None:
+            loss = self.loss_fn(output, targets, candidate_ids)
+        else:  # one-pass sequence training: every real position is a row
+            output, targets = flatten_positions(output)
+            loss = self.loss_fn(output, targets, candidate_ids) * global_mean_weight(targets)
         terms = {"loss/retrieval": loss.detach()}
         loss = self.aux.add(loss, output.aux_losses, terms)
         return loss, (loss.detach(), terms)
