@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import pyarrow.parquet as pq
 import torch
@@ -20,8 +21,11 @@ def batches(data_dir: Path, split: str, schema: Schema, batch_size: int):
 
 
 def fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
-                     lr: float = 3e-3, seed: int = 0) -> dict[str, float]:
-    """Train model ``name`` with Adam on train, return its test metrics (``auc`` or ``<label>/auc``...).
+                     lr: float = 3e-3, seed: int = 0, train: str = "train",
+                     options: Optional[dict] = None) -> dict[str, float]:
+    """Train model ``name`` with Adam on ``train``, return its test metrics (``auc`` or ``<label>/auc``...).
+
+    ``options``: the task's ``task.options`` (e.g. a retrieval loss).
 
     Runs on one thread: these models are small, and OpenMP threads competing with other
     processes on a busy 2-core machine made a step ~30x slower.
@@ -29,20 +33,20 @@ def fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int = 1, b
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit_and_evaluate(data_dir, name, params, epochs, batch_size, lr, seed)
+        return _fit_and_evaluate(data_dir, name, params, epochs, batch_size, lr, seed, train, options or {})
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int, batch_size: int, lr: float,
-                      seed: int) -> dict[str, float]:
+                      seed: int, train_split: str, options: dict) -> dict[str, float]:
     schema = Schema.load(Path(data_dir) / "schema.json")
     torch.manual_seed(seed)
     model = build_model(name, schema, params)
-    task = build_task(model, schema, TaskConfig())
+    task = build_task(model, schema, TaskConfig(options=options))
     module = task.wrap(model)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    train = batches(data_dir, "train", schema, batch_size)
+    train = batches(data_dir, train_split, schema, batch_size)
     module.train()
     for _ in range(epochs):
         for batch in train:

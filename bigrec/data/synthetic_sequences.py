@@ -16,11 +16,15 @@ otherwise a uniform cluster; the item is drawn from the cluster with a Zipf
 law, never repeating an item the user already has. So the *last* item predicts
 the next one's cluster, while the bag of earlier items does not: an ordered
 model beats an order-free mean of the history, and both beat most-popular.
+With ``purpose`` > 0 each step returns to the user's first cluster (their main
+purpose, as NARM models a session's) with that probability before the Markov
+step: the purpose shows in the items seen anywhere earlier, not in the last one.
 
 Each user's last item is test, the one before valid, the rest train rows (one
 row per target); ``train_sequences.parquet`` holds the training rows that end a
-window of ``history_len`` targets (one-pass sequence training, :mod:`bigrec.data.sequences`). A sequence too short to give a test target after the valid one
-(fewer than 3 items) is skipped and counted; the count is printed.
+window of ``history_len`` targets (one-pass sequence training,
+:mod:`bigrec.data.sequences`). A sequence too short to give a test target after
+the valid one (fewer than 3 items) is skipped and counted; the count is printed.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ GENERATOR = "markov_clusters_v1"
 
 
 def _walks(rng: np.random.Generator, lengths: np.ndarray, num_items: int, num_clusters: int, follow: float,
-           zipf: float) -> list[np.ndarray]:
+           zipf: float, purpose: float = 0.0) -> list[np.ndarray]:
     """One item sequence per user (ids ``1..num_items``, no repeats within a user)."""
     bounds = np.linspace(0, num_items, num_clusters + 1).astype(np.int64)
     successor = rng.permutation(num_clusters)
@@ -47,9 +51,12 @@ def _walks(rng: np.random.Generator, lengths: np.ndarray, num_items: int, num_cl
     for length in lengths:
         seen: set[int] = set()
         cluster = int(rng.integers(num_clusters))
+        main = cluster  # the user's purpose: the first cluster
         items = np.empty(length, dtype=np.int64)
         for t in range(length):
-            if t:
+            if t and purpose and rng.random() < purpose:
+                cluster = main
+            elif t:
                 cluster = int(successor[cluster]) if rng.random() < follow else int(rng.integers(num_clusters))
             size = int(sizes[cluster])
             for _ in range(8):  # Zipf draw inside the cluster; a repeat is redrawn
@@ -106,22 +113,23 @@ def build_schema(num_users: int, num_items: int, history_len: int, embedding_dim
 def generate_sequences(output: str | Path, num_users: int = 5000, num_items: int = 1000, num_clusters: int = 50,
                        min_length: int = 5, max_length: int = 30, history_len: int = 50, follow: float = 0.9,
                        zipf: float = 1.2, seed: int = 0, embedding_dim: int = 32,
-                       row_group_size: int = DEFAULT_ROW_GROUP_SIZE) -> Schema:
+                       row_group_size: int = DEFAULT_ROW_GROUP_SIZE, purpose: float = 0.0) -> Schema:
     """Write the synthetic sequence data set to ``output``; returns its schema (see the module doc)."""
     if not 1 <= num_clusters <= num_items:
         raise ValueError(f"num_clusters must be in [1, num_items], got {num_clusters}")
     if not 1 <= min_length <= max_length:
         raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}, {max_length}")
-    if not 0.0 <= follow <= 1.0:
-        raise ValueError(f"follow must be in [0, 1], got {follow}")
+    if not 0.0 <= follow <= 1.0 or not 0.0 <= purpose <= 1.0:
+        raise ValueError(f"follow and purpose must be in [0, 1], got {follow}, {purpose}")
     rng = np.random.default_rng(seed)
     lengths = rng.integers(min_length, max_length + 1, size=num_users)
-    walks = _walks(rng, lengths, num_items, num_clusters, follow, zipf)
+    walks = _walks(rng, lengths, num_items, num_clusters, follow, zipf, purpose)
     tables, skipped = sequences_to_rows(np.arange(1, num_users + 1), walks, history_len)
     if skipped:
         print(f"skipped {skipped} sequence(s) with fewer than 3 items (no test target after the valid one)")
     metadata = {"generator": GENERATOR, "seed": seed, "num_users": num_users, "num_items": num_items,
-                "num_clusters": num_clusters, "follow": follow, "zipf": zipf, "history_len": history_len,
+                "num_clusters": num_clusters, "follow": follow, "purpose": purpose, "zipf": zipf,
+                "history_len": history_len,
                 "min_length": min_length, "max_length": max_length, "skipped_sequences": skipped,
                 "task_split": "leave_last_out",
                 "sequences": layout_metadata(history_len, tables[SEQUENCES_SPLIT].num_rows),
@@ -143,6 +151,8 @@ def add_cli(commands, positive_int) -> None:
     parser.add_argument("--max-length", type=positive_int, default=30, help="longest sequence (default 30)")
     parser.add_argument("--history-len", type=positive_int, default=50, help="items kept in hist_item_ids")
     parser.add_argument("--follow", type=float, default=0.9, help="probability of the successor cluster (0.9)")
+    parser.add_argument("--purpose", type=float, default=0.0,
+                        help="probability that an item returns to the user's first cluster (default 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedding-dim", type=positive_int, default=32, help="embedding dim in schema.json")
     parser.set_defaults(handler=_run_cli)
@@ -157,7 +167,7 @@ def _run_cli(args) -> int:
     started = time.perf_counter()
     try:
         schema = generate_sequences(args.output, args.users, args.items, args.clusters, args.min_length,
-                                    args.max_length, args.history_len, args.follow, seed=args.seed,
+                                    args.max_length, args.history_len, args.follow, seed=args.seed, purpose=args.purpose,
                                     embedding_dim=args.embedding_dim)
     except ValueError as exc:
         raise ConfigError(f"synthetic-sequences: {exc}") from None

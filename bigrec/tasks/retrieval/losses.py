@@ -22,7 +22,7 @@ Every loss is an ``nn.Module`` with two methods the retrieval task calls per ste
 
 One-pass sequence models give a user vector per history position
 (``RecallOutput.position_targets``); :func:`flatten_positions` makes every real position
-a row before any loss sees it.
+a row before any loss sees it (:func:`position_loss`).
 
 Scores are dot products divided by the temperature; a user with K interest vectors
 ``[B, K, D]`` scores an item by its best interest (:func:`bigrec.models.output.score`).
@@ -296,6 +296,15 @@ def global_mean_weight(rows: torch.Tensor) -> torch.Tensor:
     total = count.clone()
     dist.all_reduce(total)
     return (world_size * count / total.clamp(min=1.0)).float()
+
+
+def position_loss(loss_fn: nn.Module, output: RecallOutput, candidate_ids: torch.Tensor) -> torch.Tensor:
+    """``loss_fn`` over every real position of a one-pass output, as this rank's share of the global mean.
+
+    (Called here, not from the task: ``torch.fx.wrap`` patches calls made in the declaring module only.)
+    """
+    rows, targets = flatten_positions(output)
+    return loss_fn(rows, targets, candidate_ids) * global_mean_weight(targets)
 
 
 LOSSES = {"full": FullSoftmax, "sampled": SampledSoftmax, "margin": MarginLoss,

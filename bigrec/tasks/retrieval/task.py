@@ -55,7 +55,7 @@ from bigrec.config import TaskConfig
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.output import RecallOutput
-from bigrec.tasks.retrieval.losses import LOSSES, flatten_positions, global_mean_weight, sampled_softmax_loss
+from bigrec.tasks.retrieval.losses import LOSSES, position_loss, sampled_softmax_loss
 from bigrec.tasks.base import AuxiliaryLosses
 from bigrec.tasks.retrieval.metrics import FullRankingMetrics, unwrap_model
 from bigrec.tasks.retrieval.slices import DEFAULT_KS
@@ -147,8 +147,7 @@ class RetrievalModule(nn.Module):
         if output.position_targets is None:
             loss = self.loss_fn(output, targets, candidate_ids)
         else:  # one-pass sequence training: every real position is a row
-            output, targets = flatten_positions(output)
-            loss = self.loss_fn(output, targets, candidate_ids) * global_mean_weight(targets)
+            loss = position_loss(self.loss_fn, output, candidate_ids)
         terms = {"loss/retrieval": loss.detach()}
         loss = self.aux.add(loss, output.aux_losses, terms)
         return loss, (loss.detach(), terms)
