@@ -39,8 +39,8 @@ class GRU4Rec(SequentialRecallModel):
         num_layers: stacked GRU layers.
         dropout_rate: dropout on the item embeddings, between GRU layers and on the states.
         embedding_dim: E, the item vector size (divisible by 4 for fbgemm).
-        order_free: ablation: the user vector is the mean of the items so far (no
-            GRU, no order).
+        order_free: ablation: the mean of the items so far replaces the GRU's state
+            (same output layer; no order).
         all_positions: train every position in one pass (else the last position of
             each per-prefix row).
         item_feature, history_feature: column names.
@@ -65,15 +65,14 @@ class GRU4Rec(SequentialRecallModel):
             raise ConfigError(f"gru4rec: hidden_size={hidden_size} and num_layers={num_layers} must be >= 1")
         self.order_free = bool(order_free)
         self.dropout = nn.Dropout(dropout_rate)
-        self.gru = nn.GRU(embedding_dim, hidden_size, num_layers, batch_first=True,
-                          dropout=dropout_rate if num_layers > 1 else 0.0)
-        self.output = nn.Linear(hidden_size, embedding_dim)
+        self.gru = None if order_free else nn.GRU(embedding_dim, hidden_size, num_layers, batch_first=True,
+                                                  dropout=dropout_rate if num_layers > 1 else 0.0)
+        self.output = nn.Linear(embedding_dim if order_free else hidden_size, embedding_dim)
 
     def states(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[B, L, E]`` history + ``[B, L]`` mask -> ``[B, L, E]`` user vector after each position."""
-        if self.order_free:
-            return causal_mean(items, mask)
-        hidden, _ = self.gru(self.dropout(items))  # [B, L, H]
+        items = self.dropout(items)
+        hidden = causal_mean(items, mask) if self.order_free else self.gru(items)[0]  # [B, L, H or E]
         return self.output(self.dropout(hidden))
 
     def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallOutput:
