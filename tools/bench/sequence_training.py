@@ -1,0 +1,178 @@
+"""One-pass sequence training vs one row per prefix: SASRec on MovieLens-100k, speed and quality.
+
+    python tools/bench/sequence_training.py speed             # training targets/s of both, interleaved
+    python tools/bench/sequence_training.py quality --seeds 0 1 2
+    python tools/bench/sequence_training.py render            # -> docs/benchmarks.md, "Sequence training in one pass"
+
+Both modes train ``configs/recall/sasrec_ml100k.yaml`` with the real trainer on one
+rank and one OpenMP thread (one core) on the same leave-last-out data:
+
+* **per prefix** (before): ``data.train=train.parquet`` (one row per training target,
+  98,114 rows), ``model.all_positions=false``, batch 256 rows, 10 epochs (the settings
+  of the earlier recall table);
+* **one pass**: the config as it is, ``train_sequences.parquet`` (one row per window
+  of 50 items, every position a target), batch 64 windows.
+
+``speed`` alternates the two modes ``--repeats`` times (``--steps`` training steps
+each, after a warm-up) and reports training targets per second (rows/s for per
+prefix; windows/s times the mean targets per window for one pass) and their ratio,
+the median over repeats. ``quality`` trains each mode per seed to the end (early
+stopping on valid NDCG@10) and records test Recall/NDCG@10 and the training time.
+Results accumulate in ``runs/bench/sequence_training.json``; ``render`` writes the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from models_recall import replace_section  # noqa: E402
+
+CONFIG = ROOT / "configs/recall/sasrec_ml100k.yaml"
+DATA = ROOT / "data/ml-100k/recall"
+RESULTS = ROOT / "runs/bench/sequence_training.json"
+HEADING = "Sequence training in one pass"
+MODES = {
+    "per prefix": ["data.train=train.parquet", "model.all_positions=false", "data.batch_size=256",
+                   "trainer.epochs=10"],
+    "one pass": [],
+}
+
+
+def _config(mode: str, out: str, extra: list[str]):
+    from bigrec.config import load_config
+
+    return load_config(CONFIG, MODES[mode] + [f"trainer.output_dir={out}", "trainer.progress_bar=false",
+                                              "sharding.print_plan=false", f"data.path={DATA}"] + extra)
+
+
+def targets_per_row(mode: str) -> float:
+    """Mean training targets per row of the mode's training file."""
+    import pyarrow.parquet as pq
+
+    if mode == "per prefix":
+        return 1.0
+    lengths = pq.read_table(DATA / "train_sequences.parquet", columns=["hist_item_ids"]).column("hist_item_ids")
+    return sum(len(h) for h in lengths.to_pylist()) / len(lengths)
+
+
+def _rows_per_second(mode: str, out: str, steps: int) -> float:
+    """Training rows/s of ``steps`` steps after a 5-step warm-up (the pipeline's first steps trace the model)."""
+    from bigrec.train.trainer import Trainer, prepare
+
+    config = _config(mode, out, [f"trainer.max_steps_per_epoch={steps + 5}", "trainer.log_every=100000"])
+    trainer = Trainer(config, prepare(config))
+    trainer.model.train()
+    rows = config.data.batch_size
+    from bigrec.data.stream import make_loader
+
+    iterator = trainer._steps(make_loader(trainer.splits["train"]), steps + 5)
+    for _ in range(5):
+        next(iterator)
+    started = time.perf_counter()
+    for _ in iterator:
+        pass
+    return steps * rows / (time.perf_counter() - started)
+
+
+def speed(steps: int, repeats: int) -> dict:
+    from bigrec.train.distributed import destroy_process_group
+
+    rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+    with tempfile.TemporaryDirectory() as out:
+        for repeat in range(repeats):
+            for mode in MODES:
+                rate = _rows_per_second(mode, f"{out}/{repeat}", steps) * targets_per_row(mode)
+                rates[mode].append(rate)
+                print(f"{mode}: {rate:,.0f} targets/s", flush=True)
+        destroy_process_group()
+    return {"steps": steps, "repeats": repeats, "targets_per_s": rates,
+            "targets_per_window": targets_per_row("one pass")}
+
+
+def quality(seeds: list[int]) -> list[dict]:
+    from bigrec.train.distributed import destroy_process_group
+    from bigrec.train.trainer import train
+
+    runs = []
+    with tempfile.TemporaryDirectory() as out:
+        for seed in seeds:
+            for mode in MODES:
+                started = time.perf_counter()
+                result = train(_config(mode, f"{out}/{mode}{seed}", [f"trainer.seed={seed}"]))
+                runs.append({"mode": mode, "seed": seed, "test": result["test"], "best_epoch": result["best_epoch"],
+                             "train_s": time.perf_counter() - started})
+                print(json.dumps(runs[-1]), flush=True)
+        destroy_process_group()
+    return runs
+
+
+def _mean_spread(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+
+
+def render(results: dict) -> str:
+    lines = ["SASRec on MovieLens-100k (leave-last-out, full softmax over 1,682 items), one rank, one core",
+             "(`OMP_NUM_THREADS=1`), CPU gloo, the real trainer; the two modes run interleaved in one script on a",
+             "shared machine, so compare the ratio rather than the absolute rates.",
+             "Regenerate: `python tools/bench/sequence_training.py speed && ... quality --seeds 0 1 2 && ... render`.",
+             ""]
+    if "speed" in results:
+        speed_ = results["speed"]
+        rates = {mode: statistics.median(values) for mode, values in speed_["targets_per_s"].items()}
+        lines += [f"Training speed (median of {speed_['repeats']} alternating runs of {speed_['steps']} steps; a window "
+                  f"holds {speed_['targets_per_window']:.1f} targets on average):", "",
+                  "| mode | rows per step | training targets/s per core | vs per prefix |", "|---|---|---|---|",
+                  f"| per prefix (before) | 256 prefixes | {rates['per prefix']:,.0f} | 1.0x |",
+                  f"| one pass | 64 windows | {rates['one pass']:,.0f} | "
+                  f"{rates['one pass'] / rates['per prefix']:.1f}x |", ""]
+    if "quality" in results:
+        runs = results["quality"]
+        seeds = sorted({r["seed"] for r in runs})
+        lines += [f"Test quality, mean ± standard deviation over seeds {seeds} (early stopping on valid NDCG@10):", "",
+                  "| mode | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
+        for mode in MODES:
+            mine = [r for r in runs if r["mode"] == mode]
+            if not mine:
+                continue
+            metric = {k: _mean_spread([r["test"][k] for r in mine]) for k in ("recall@10", "ndcg@10", "mrr@10")}
+            lines.append(f"| {mode} | {metric['recall@10']} | {metric['ndcg@10']} | {metric['mrr@10']} | "
+                         f"{statistics.mean(r['best_epoch'] for r in mine):.1f} | "
+                         f"{statistics.mean(r['train_s'] for r in mine):.0f} s |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["speed", "quality", "render"])
+    parser.add_argument("--steps", type=int, default=30, help="speed: timed training steps per run")
+    parser.add_argument("--repeats", type=int, default=3, help="speed: alternating runs per mode")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: seeds")
+    args = parser.parse_args()
+    from bigrec.logs import quiet_third_party
+
+    quiet_third_party()
+    measured = {"speed": lambda: speed(args.steps, args.repeats), "quality": lambda: quality(args.seeds)}
+    value = measured[args.what]() if args.what in measured else None
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # read after the (long) run
+    if value is not None:
+        results[args.what] = value
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1))
+    replace_section(ROOT / "docs/benchmarks.md", HEADING, render(results))
+
+
+if __name__ == "__main__":
+    main()
