@@ -3,9 +3,10 @@
     python tools/bench/models_recall.py quality      # -> docs/models.md, section "Recall"
     python tools/bench/models_recall.py throughput   # -> docs/benchmarks.md, section "Recall"
 
-``quality`` trains SASRec and DSSM with ``configs/recall/*_ml100k.yaml`` (one rank)
-and scores the most-popular baseline on the same leave-last-out protocol
-(Recall/NDCG/MRR@10 on the test split, seen items excluded).
+``quality`` trains every model of :data:`QUALITY` with its ``configs/recall/<model>_ml100k.yaml``
+and ``<model>_synthetic.yaml`` (one rank, 3 seeds) and scores the most-popular baseline
+on the same leave-last-out protocol (Recall/NDCG/MRR@10 on the test split, seen items
+excluded); mean and standard deviation over seeds.
 ``throughput`` measures training samples/s at 1 and 2 gloo ranks on synthetic
 sequences, and full-ranking evaluation users/s of SASRec with 1,682 and
 1,000,000 items (sampled softmax in training, sharded scoring in evaluation);
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -39,34 +41,68 @@ def replace_section(path: Path, heading: str, body: str) -> None:
     path.write_text(text.rstrip() + "\n")
 
 
-def quality(epochs: int) -> str:
+QUALITY = {  # data set -> (data directory, models trained with configs/recall/<model>_<suffix>.yaml)
+    "MovieLens-100k": ("data/ml-100k/recall", "ml100k", ("sasrec", "gru4rec", "narm", "dssm")),
+    "synthetic Markov sequences": ("data/synthetic/sequences", "synthetic", ("sasrec", "gru4rec", "narm", "dssm")),
+}
+
+
+def _ensure_data(data: Path) -> None:
+    from bigrec.data.movielens import prepare_movielens
+    from bigrec.data.synthetic_sequences import generate_sequences
+
+    if (data / "schema.json").exists():
+        return
+    if data.parent.name == "ml-100k":
+        prepare_movielens(ROOT / "data/raw/ml-100k", data.parent)
+    else:
+        generate_sequences(data)  # the defaults of `bigrec data synthetic-sequences`
+
+
+def _mean_spread(values: list[float]) -> str:
+    import statistics
+
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
+
+
+def quality(seeds: list[int], epochs: Optional[int]) -> str:
+    """Recall table: each model's config trained per seed (one rank), and most-popular, per data set."""
     from bigrec.config import load_config
+    from bigrec.features import Schema
     from bigrec.tasks.retrieval.baselines import most_popular_metrics
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
-    rows = []
+    keys = ("recall@10", "ndcg@10", "mrr@10")
+    lines = ["Leave-last-out, test split, full ranking over all items with the user's earlier items excluded;",
+             f"mean ± standard deviation over seeds {seeds}, one rank, each model's `configs/recall/<model>_<data>.yaml`",
+             "(early stopping on the validation split" + (f", at most {epochs} epochs" if epochs else "") + ").",
+             "Sequence models train every position in one pass (`train_sequences.parquet`).",
+             "Regenerate: `python tools/bench/models_recall.py quality`.", ""]
     with tempfile.TemporaryDirectory() as out:
-        for name in ("sasrec", "dssm"):
-            config = load_config(ROOT / f"configs/recall/{name}_ml100k.yaml",
-                                 [f"trainer.epochs={epochs}", f"trainer.output_dir={out}/{name}",
-                                  "trainer.progress_bar=false", "sharding.print_plan=false",
-                                  f"data.path={ROOT / 'data/ml-100k/recall'}"])
-            started = time.perf_counter()
-            result = train(config)
-            rows.append((name, result["test"], time.perf_counter() - started, result["best_epoch"]))
+        for title, (path, suffix, models) in QUALITY.items():
+            data = ROOT / path
+            _ensure_data(data)
+            lines += [f"**{title}**", "", "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |",
+                      "|---|---|---|---|---|---|"]
+            for name in models:
+                runs = []
+                for seed in seeds:
+                    overrides = [f"trainer.output_dir={out}/{suffix}/{name}{seed}", f"trainer.seed={seed}",
+                                 "trainer.progress_bar=false", "sharding.print_plan=false", f"data.path={data}"]
+                    config = load_config(ROOT / f"configs/recall/{name}_{suffix}.yaml",
+                                         overrides + ([f"trainer.epochs={epochs}"] if epochs else []))
+                    started = time.perf_counter()
+                    result = train(config)
+                    runs.append((result["test"], result["best_epoch"], time.perf_counter() - started))
+                    print(title, name, seed, {k: round(result["test"][k], 4) for k in keys}, flush=True)
+                lines.append(f"| {name} | " + " | ".join(_mean_spread([r[0][k] for r in runs]) for k in keys)
+                             + f" | {sum(r[1] for r in runs) / len(runs):.1f} | "
+                             f"{sum(r[2] for r in runs) / len(runs):.0f} s |")
+            num_items = Schema.load(data / "schema.json")["item_id"].vocab_size
+            popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), num_items)
+            lines += ["| most-popular | " + " | ".join(f"{popular[k]:.4f}" for k in keys) + " | - | - |", ""]
         destroy_process_group()
-    data = ROOT / "data/ml-100k/recall"
-    popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), 1683)
-    lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items; the user's earlier items are",
-             f"excluded from the ranking), {epochs} epoch(s) per model, configs/recall/*_ml100k.yaml.",
-             "Regenerate: `python tools/bench/models_recall.py quality --epochs N`.", "",
-             "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
-    for name, test, seconds, best in rows:
-        lines.append(f"| {name} | {test['recall@10']:.4f} | {test['ndcg@10']:.4f} | {test['mrr@10']:.4f} | "
-                     f"{best} | {seconds:.0f} s |")
-    lines.append(f"| most-popular | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
-                 f"{popular['mrr@10']:.4f} | - | - |")
     return "\n".join(lines)
 
 
@@ -78,11 +114,15 @@ def _synthetic(path: Path, items: int, users: int) -> None:
                            max_length=30, history_len=50)
 
 
+ONE_PASS = ("sasrec", "gru4rec", "narm")  # sequence models training every position: one row per sequence
+
+
 def _config(model: dict, data: Path, out: str, options: dict, steps: int):
     from bigrec.config import config_from_dict
 
+    train = "train_sequences.parquet" if model["name"] in ONE_PASS else "train.parquet"
     return config_from_dict({
-        "data": {"path": str(data), "batch_size": 256, "eval_batch_size": 1024},
+        "data": {"path": str(data), "train": train, "batch_size": 256, "eval_batch_size": 1024},
         "model": model, "task": {"options": options},
         "trainer": {"epochs": 1, "output_dir": out, "progress_bar": False, "log_every": 10_000,
                     "max_steps_per_epoch": steps, "early_stopping": {"metric": "recall@10"}},
@@ -150,14 +190,16 @@ def throughput(steps: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["quality", "throughput"])
-    parser.add_argument("--epochs", type=int, default=10, help="quality: epochs per model")
+    parser.add_argument("--epochs", type=int, default=None, help="quality: at most this many epochs (default: "
+                                                                  "each config's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: seeds per model")
     parser.add_argument("--steps", type=int, default=60, help="throughput: training steps per run")
     args = parser.parse_args()
     from bigrec.logs import quiet_third_party
 
     quiet_third_party()
     if args.what == "quality":
-        replace_section(ROOT / "docs/models.md", "Recall", quality(args.epochs))
+        replace_section(ROOT / "docs/models.md", "Recall", quality(args.seeds, args.epochs))
     else:
         replace_section(ROOT / "docs/benchmarks.md", "Recall", throughput(args.steps))
 
