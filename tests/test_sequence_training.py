@@ -30,6 +30,16 @@ def _batch(histories: list[list[int]], targets: list[int], schema):
     return table_to_batch(table, schema)
 
 
+def user_without(model, part: torch.nn.Module, batch) -> torch.Tensor:
+    """The model's evaluation user vectors with ``part``'s (first) output replaced by zeros (mechanism tests)."""
+    hook = part.register_forward_hook(lambda module, inputs, out: (torch.zeros_like(out[0]),) + tuple(out[1:]))
+    try:
+        with torch.no_grad():
+            return model.eval()(batch, NONE).user
+    finally:
+        hook.remove()
+
+
 def test_windows_cover_every_training_target_once():
     walks = [np.arange(1, 14), np.arange(20, 25), np.array([30, 31])]
     tables, skipped = sequences_to_rows(np.array([1, 2, 3]), walks, history_len=4)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
-from bigrec.data.synthetic_sequences import build_schema, generate_sequences
+from bigrec.data.synthetic_sequences import build_schema
 from bigrec.models import build_model
 from bigrec.tasks.retrieval.baselines import most_popular_metrics
 from tests.model_training import fit_and_evaluate
-from tests.test_sequence_training import NONE, _batch
+from tests.test_recall import markov  # noqa: F401 - the fixture (Markov sequences, 200 items)
+from tests.test_sequence_training import NONE, _batch, user_without
 
 SMALL = {"hidden_size": 32, "embedding_dim": 16, "dropout_rate": 0.0}
 BPR_MAX = {"loss": "bpr_max", "num_negatives": 64}
@@ -25,12 +25,8 @@ def mechanism(model, batch) -> None:
         states = model.states(history.items, history.mask)[history.mask]  # [N, E] real positions
         assert states.std(dim=0).max() > 1e-4, "GRU states are constant over positions"
         base = model(batch, NONE).user
-        hook = model.gru.register_forward_hook(lambda module, inputs, out: (torch.zeros_like(out[0]), out[1]))
-        try:
-            zeroed = model(batch, NONE).user
-        finally:
-            hook.remove()
-    assert not torch.allclose(base, zeroed, atol=1e-6), "the GRU does not reach the user vector"
+    assert not torch.allclose(base, user_without(model, model.gru, batch), atol=1e-6), \
+        "the GRU does not reach the user vector"
 
 
 def test_order_padding_and_empty_history():
@@ -50,14 +46,6 @@ def test_order_padding_and_empty_history():
     mean = build_model("gru4rec", schema, {"embedding_dim": 8, "order_free": True}).eval()
     torch.testing.assert_close(mean(_batch([[1, 2, 3]], [1], schema), NONE).user,
                                mean(_batch([[3, 1, 2]], [1], schema), NONE).user)
-
-
-@pytest.fixture(scope="module")
-def markov(tmp_path_factory):
-    path = tmp_path_factory.mktemp("markov")
-    generate_sequences(path, num_users=1200, num_items=200, num_clusters=20, min_length=6, max_length=16,
-                       history_len=16, embedding_dim=16)
-    return path
 
 
 def test_gru4rec_learns_markov_transitions_beyond_order_free_mean(markov):

@@ -11,7 +11,7 @@ from bigrec.data.synthetic_sequences import build_schema, generate_sequences
 from bigrec.models import build_model
 from bigrec.tasks.retrieval.baselines import most_popular_metrics
 from tests.model_training import fit_and_evaluate
-from tests.test_sequence_training import NONE, _batch
+from tests.test_sequence_training import NONE, _batch, user_without
 
 SMALL = {"hidden_size": 32, "attention_size": 16, "embedding_dim": 16, "dropout_rate": 0.0}
 
@@ -25,12 +25,8 @@ def mechanism(model, batch) -> None:
         assert torch.all(weights[~mask] == 0), "padding got attention"
         assert weights[mask].std() > 1e-6, "attention weights are constant"
         base = model(batch, NONE).user
-        hook = model.local.register_forward_hook(lambda module, inputs, out: (torch.zeros_like(out[0]), out[1]))
-        try:
-            global_only = model(batch, NONE).user
-        finally:
-            hook.remove()
-    assert not torch.allclose(base, global_only, atol=1e-6), "the local encoder does not reach the user vector"
+    assert not torch.allclose(base, user_without(model, model.local, batch), atol=1e-6), \
+        "the local encoder does not reach the user vector"
 
 
 def test_attention_sees_every_real_state_and_no_padding():

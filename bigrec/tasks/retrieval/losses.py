@@ -227,10 +227,10 @@ class MarginLoss(nn.Module):
         return losses.mean()
 
 
-class SoftmaxWeightedRanking(nn.Module):
+class SoftmaxWeightedRanking(SampledSoftmax):
     """GRU4Rec's ranking losses (Hidasi & Karatzoglou, 2018): BPR-max and TOP1-max.
 
-    Each row's negatives are the other rows' targets plus ``num_negatives`` sampled
+    The candidates are those of :class:`SampledSoftmax` (no log-Q): each row's negatives are the other rows' targets plus ``num_negatives`` sampled
     ids (its own item excluded wherever it appears); each negative ``j`` is weighted
     by ``w_j = softmax_j(s_j)`` over the row's negatives, so the loss focuses on the
     negatives that score highest. With ``r`` the target's score (scores divided by
@@ -245,15 +245,9 @@ class SoftmaxWeightedRanking(nn.Module):
     def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], kind: str,
                  num_negatives: int = 0, negative_sampler: str = "uniform", bpr_reg: float = 1.0,
                  **_: object) -> None:
-        super().__init__()
-        self.temperature = temperature
+        super().__init__(num_items, temperature, padding_item, num_negatives, negative_sampler, log_q=False)
         self.kind = kind
         self.bpr_reg = bpr_reg
-        self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
-        self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
-
-    def candidate_ids(self) -> torch.Tensor:
-        return self.sampler.sample() if self.sampler.num_negatives else self.no_ids
 
     def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
         self.sampler.observe(targets)
