@@ -30,14 +30,17 @@ def _batch(histories: list[list[int]], targets: list[int], schema):
     return table_to_batch(table, schema)
 
 
-def user_without(model, part: torch.nn.Module, batch) -> torch.Tensor:
-    """The model's evaluation user vectors with ``part``'s (first) output replaced by zeros (mechanism tests)."""
-    hook = part.register_forward_hook(lambda module, inputs, out: (torch.zeros_like(out[0]),) + tuple(out[1:]))
-    try:
-        with torch.no_grad():
-            return model.eval()(batch, NONE).user
-    finally:
-        hook.remove()
+def assert_reaches_user(model, part: torch.nn.Module, batch, what: str) -> None:
+    """Mechanism check: zeroing ``part``'s (first) output changes the model's evaluation user vectors."""
+    model.eval()
+    with torch.no_grad():
+        base = model(batch, NONE).user
+        hook = part.register_forward_hook(lambda module, inputs, out: (torch.zeros_like(out[0]),) + tuple(out[1:]))
+        try:
+            without = model(batch, NONE).user
+        finally:
+            hook.remove()
+    assert not torch.allclose(base, without, atol=1e-6), f"{what} does not reach the user vector"
 
 
 def test_windows_cover_every_training_target_once():

@@ -11,7 +11,7 @@ from bigrec.models import build_model
 from bigrec.tasks.retrieval.baselines import most_popular_metrics
 from tests.model_training import fit_and_evaluate
 from tests.test_recall import markov  # noqa: F401 - the fixture (Markov sequences, 200 items)
-from tests.test_sequence_training import NONE, _batch, user_without
+from tests.test_sequence_training import NONE, _batch, assert_reaches_user
 
 SMALL = {"hidden_size": 32, "embedding_dim": 16, "dropout_rate": 0.0}
 BPR_MAX = {"loss": "bpr_max", "num_negatives": 64}
@@ -24,9 +24,7 @@ def mechanism(model, batch) -> None:
         history = model.embed(batch, NONE)
         states = model.states(history.items, history.mask)[history.mask]  # [N, E] real positions
         assert states.std(dim=0).max() > 1e-4, "GRU states are constant over positions"
-        base = model(batch, NONE).user
-    assert not torch.allclose(base, user_without(model, model.gru, batch), atol=1e-6), \
-        "the GRU does not reach the user vector"
+    assert_reaches_user(model, model.gru, batch, "the GRU")
 
 
 def test_order_padding_and_empty_history():

@@ -11,7 +11,7 @@ from bigrec.data.synthetic_sequences import build_schema, generate_sequences
 from bigrec.models import build_model
 from bigrec.tasks.retrieval.baselines import most_popular_metrics
 from tests.model_training import fit_and_evaluate
-from tests.test_sequence_training import NONE, _batch, user_without
+from tests.test_sequence_training import NONE, _batch, assert_reaches_user
 
 SMALL = {"hidden_size": 32, "attention_size": 16, "embedding_dim": 16, "dropout_rate": 0.0}
 
@@ -24,9 +24,7 @@ def mechanism(model, batch) -> None:
         mask = model.embed(batch, NONE).mask
         assert torch.all(weights[~mask] == 0), "padding got attention"
         assert weights[mask].std() > 1e-6, "attention weights are constant"
-        base = model(batch, NONE).user
-    assert not torch.allclose(base, user_without(model, model.local, batch), atol=1e-6), \
-        "the local encoder does not reach the user vector"
+    assert_reaches_user(model, model.local, batch, "the local encoder")
 
 
 def test_attention_sees_every_real_state_and_no_padding():
