@@ -1,4 +1,4 @@
-"""``bigrec`` command line: ``bigrec train|data|plan|eval|predict|export|retrieve``.
+"""``bigrec`` command line: ``bigrec train|data|plan|eval|predict|export|retrieve|configs``.
 
 Each sub-command lives in its own module exposing ``register(subparsers)``; the
 module's handler receives the parsed ``argparse.Namespace``. A :class:`BigrecError`
@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "bigrec.serving.cli",
     "bigrec.train.eval_cli",
     "bigrec.plan.cli",
+    "bigrec.configs_cli",
 )
 
 

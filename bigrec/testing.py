@@ -1,9 +1,14 @@
-"""Run a function on N local gloo ranks (tests and benchmarks).
+"""Helpers for tests and benchmarks: N local gloo ranks, tiny synthetic data sets, parity runs.
 
 ``run_ranks(fn, world_size, *args)`` starts ``world_size`` processes, sets up the
 torchrun-style environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) and
 one OpenMP thread per rank, calls ``fn(*args)`` in each and returns the list of
 return values by rank. An exception in any rank is re-raised here.
+
+:data:`SYNTHETIC_SETS` maps the name of each synthetic data set that a
+``configs/*/*_synthetic.yaml`` reads (the last component of its ``data.path``) to a
+function writing a *tiny* copy of it (a few thousand rows, same columns and schema
+shape), which the model conformance suite trains every model on.
 """
 
 from __future__ import annotations
@@ -19,6 +24,39 @@ import torch
 import torch.multiprocessing as mp
 
 from bigrec.train.distributed import free_port
+
+
+def _tiny_criteo(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic import generate_criteo_like
+
+    generate_criteo_like(output_dir, rows=4000, max_cardinality=500, seed=seed, row_group_size=1024)
+
+
+def _tiny_behavior(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic_behavior import generate_behavior
+
+    generate_behavior(output_dir, rows=4000, num_items=300, num_categories=10, num_users=100, max_len=10, seed=seed)
+
+
+def _tiny_multitask(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic_multitask import generate_multitask
+
+    generate_multitask(output_dir, rows=4000, correlation=0.0, seed=seed)
+
+
+def _tiny_sequences(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic_sequences import generate_sequences
+
+    generate_sequences(output_dir, num_users=600, num_items=200, num_clusters=10, min_length=5, max_length=15,
+                       history_len=20, seed=seed)
+
+
+SYNTHETIC_SETS: dict[str, Callable[[Path, int], None]] = {
+    "criteo": _tiny_criteo,
+    "behavior": _tiny_behavior,
+    "multitask": _tiny_multitask,
+    "sequences": _tiny_sequences,
+}
 
 
 def _entry(local_rank: int, fn: Callable, world_size: int, port: int, out_dir: str, args: tuple,

@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,9 @@ from bigrec.train import checkpoint
 from bigrec.train.checkpoint import load_model_state, save_checkpoint
 from bigrec.train.distributed import DistEnv, init_process_group
 from bigrec.train.optim import LrSchedule, attach_sparse_optimizer, check_sparse_optimizer, lr_factor, make_optimizer
+
+
+PROGRESS_LINE_S = 10.0  # seconds between progress lines when stderr is not a terminal
 
 
 @dataclass
@@ -195,8 +199,11 @@ class Trainer:
         num_steps = self.epoch_steps()
         every = self.config.trainer.checkpoint_every_steps
         self.model.train()
+        show = self.env.is_main and self.config.trainer.progress_bar
+        # a redrawn bar on a terminal; in a log file (TorchX, Slurm) one line per PROGRESS_LINE_S instead
         bar = tqdm(total=num_steps, initial=start_batch, desc=f"epoch {epoch + 1}",
-                   disable=not (self.env.is_main and self.config.trainer.progress_bar))
+                   disable=not (show and sys.stderr.isatty()))
+        last_line = time.perf_counter()
         rows_per_step = dataset.total_rows / len(dataset)  # global rows per step
         started = window_start = time.perf_counter()
         window_steps = epoch_steps = 0
@@ -223,6 +230,10 @@ class Trainer:
                                     **{name: float(value) for name, value in terms.items()},
                                     **{f"lr_{k}": v for k, v in self.schedule.lrs().items()}})
                 bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{samples_per_s:,.0f}")
+                if show and bar.disable and now - last_line >= PROGRESS_LINE_S:
+                    self._print(f"epoch {epoch + 1} step {self.progress.batches_done}/{num_steps}: "
+                                f"loss {float(loss):.4f}, {samples_per_s:,.0f} samples/s")
+                    last_line = now
                 window_start, window_steps = now, 0
         bar.close()
         return epoch_steps * rows_per_step / max(time.perf_counter() - started, 1e-9)

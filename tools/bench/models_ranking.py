@@ -38,9 +38,9 @@ table (an `EmbeddingCollection`; the candidate is a length-1 sequence). The acti
 each history position with an MLP over `[q, k, q - k, q * k]`; following the paper the scores are
 **not** softmax-normalised: the interest vector is the score-weighted *sum* of the history, so the
 number of matching behaviours counts. Padding gets a weight of exactly 0 and an empty history a
-zero interest vector (tests in `tests/test_din.py`). With `dice`, the batch-norm statistics are
+zero interest vector (tests in `tests/models/test_din.py`). With `dice`, the batch-norm statistics are
 per rank, so multi-rank runs differ slightly from one rank (as any batch-norm model under DDP);
-the 2-rank parity test uses `prelu`.
+the 2-rank parity run of the conformance suite uses `prelu`.
 
 **MMoE** (`bigrec/models/multitask/mmoe.py`, `model.name: mmoe`, `task = "multitask"`, logits
 `[B, T]`): `features`, `expert_units`, `num_experts`, `num_tasks`, `expert_activation`,

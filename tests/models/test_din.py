@@ -1,5 +1,5 @@
-"""DIN: masked un-normalised attention, learning the planted behaviour signal, bad input,
-and (with MMoE) 2-rank sharded training matching 1 rank."""
+"""DIN: masked un-normalised attention, batch statistics over real positions only, learning
+the planted behaviour signal, bad input (2-rank parity: tests/models/test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,26 @@ def behavior_data(tmp_path_factory) -> Path:
     generate_behavior(out, rows=30000, num_items=400, num_categories=10, num_users=100, max_len=10, seed=0,
                       row_group_size=2048)
     return out
+
+
+# Dice's batch statistics are per rank, so the 2-rank parity run uses PReLU
+PARITY_OVERRIDES = {"model": {"activation": "prelu"}}
+
+
+def mechanism(model: DIN, batch) -> None:
+    """The attention weights depend on the history, and silencing them changes the prediction."""
+    weights = model.attention(batch)
+    real = weights[model.embeddings(batch).masks[model.pairs[0][1]]]
+    assert real.numel() and real.std() > 0
+    before = model(batch).logits
+    with torch.no_grad():
+        saved = model.attention_unit.score.weight.clone(), model.attention_unit.score.bias.clone()
+        model.attention_unit.score.weight.zero_()
+        model.attention_unit.score.bias.zero_()
+        silenced = model(batch).logits
+        model.attention_unit.score.weight.copy_(saved[0])
+        model.attention_unit.score.bias.copy_(saved[1])
+    assert not torch.allclose(before, silenced)
 
 
 def _tiny_batch(histories: list[list[int]], max_len: int = 4):
@@ -130,71 +150,16 @@ def test_feature_absent_from_schema_is_one_clear_error():
         build_model("din", schema, {"features": ["item_id", "no_such_feature"], "behavior_features": BEHAVIOR})
 
 
-# ------------------------------------------------------- 2 ranks vs 1 rank
-PARITY_MODELS = {
-    "din": {"model": {"name": "din", **DIN_PARAMS}},
-    "mmoe": {"model": {"name": "mmoe", "expert_units": [16], "num_experts": 3, "num_tasks": 2,
-                       "tower_units": [8], "embedding_dim": 8},
-             "trainer": {"early_stopping": {"metric": "task2/auc"}}},
-}
-
-
-def parity_config(model: str, data_dir: Path, out_dir: Path, batch_size: int, sharding_type: str):
-    from bigrec.config import config_from_dict
-    from tests.test_distributed import STEPS
-
-    spec = PARITY_MODELS[model]
-    return config_from_dict({
-        "data": {"path": str(data_dir), "batch_size": batch_size, "eval_batch_size": 1000, "test": None},
-        "model": spec["model"],
-        "trainer": {"epochs": 1, "output_dir": str(out_dir), "progress_bar": False, "seed": 0,
-                    "max_steps_per_epoch": STEPS, **spec.get("trainer", {})},
-        "sharding": {"sharding_types": [sharding_type], "print_plan": False},
-    })
-
-
-def train_models_and_report(data_dirs: dict[str, str], out_dir: str, batch_size: int,
-                            sharding_types: list[str]) -> dict:
-    """Per rank and model: identical initial weights, STEPS steps' global mean losses, validation metrics."""
-    from bigrec.testing import train_from_seed
-    from tests.test_distributed import STEPS
-
-    return {(model, sharding_type): train_from_seed(
-                parity_config(model, Path(data_dir), Path(out_dir) / model / sharding_type, batch_size, sharding_type),
-                STEPS)
-            for model, data_dir in data_dirs.items() for sharding_type in sharding_types}
-
-
-@pytest.mark.dist
-def test_din_and_mmoe_on_two_ranks_match_one_rank(tmp_path):
-    from bigrec.data.synthetic_multitask import generate_multitask
-    from bigrec.testing import run_ranks
-    from tests.test_distributed import ROWS_PER_RANK_BATCH, write_rank_data
-
-    sources = {"din": tmp_path / "behavior", "mmoe": tmp_path / "multitask"}
-    generate_behavior(sources["din"], rows=5000, num_items=400, num_categories=10, num_users=100, max_len=10)
-    generate_multitask(sources["mmoe"], rows=5000, correlation=0.0)
-    one, two = {}, {}
-    for model, source in sources.items():
-        one[model], two[model] = str(tmp_path / f"{model}_1"), str(tmp_path / f"{model}_2")
-        write_rank_data(source, Path(one[model]), Path(two[model]))
-    [single] = run_ranks(train_models_and_report, 1, one, str(tmp_path / "out1"), 2 * ROWS_PER_RANK_BATCH,
-                         ["table_wise"])
-    results = run_ranks(train_models_and_report, 2, two, str(tmp_path / "out2"), ROWS_PER_RANK_BATCH,
-                        ["table_wise", "row_wise"])
-    for model in sources:
-        reference = single[(model, "table_wise")]
-        assert reference["losses"][-1] < reference["losses"][0], model  # it trains
-        for sharding_type in ("table_wise", "row_wise"):
-            rank0, rank1 = results[0][(model, sharding_type)], results[1][(model, sharding_type)]
-            assert rank0["losses"] == pytest.approx(rank1["losses"], rel=1e-6)
-            assert rank0["losses"] == pytest.approx(reference["losses"], rel=2e-4, abs=2e-5), (model, sharding_type)
-            for key, value in reference["valid"].items():
-                assert rank0["valid"][key] == pytest.approx(value, abs=2e-4), (model, sharding_type, key)
-            placement = rank0["placement"]
-            assert {kind for kind, _ in placement.values()} == {sharding_type}
-            if sharding_type == "row_wise":  # every table split over both ranks
-                assert {tuple(ranks) for _, ranks in placement.values()} == {(0, 1)}
-            else:
-                assert {tuple(ranks) for _, ranks in placement.values()} <= {(0,), (1,)}
-                assert len({tuple(ranks) for _, ranks in placement.values()}) == 2  # both ranks hold tables
+def test_padding_never_enters_the_attention_batch_statistics():
+    """Dice normalises with batch statistics: padded positions must not shift them (review fix)."""
+    schema, short = _tiny_batch([[3, 4], [5]], max_len=4)
+    _, long = _tiny_batch([[3, 4], [5]], max_len=12)  # the same rows, 8 more padded positions each
+    torch.manual_seed(0)
+    model = DIN(schema, behavior_features=BEHAVIOR, attention_units=[8], hidden_units=[8], embedding_dim=4,
+                activation="dice").train()
+    torch.manual_seed(0)
+    wide = DIN(build_schema(num_items=9, num_categories=3, num_users=5, max_len=12, embedding_dim=4),
+               behavior_features=BEHAVIOR, attention_units=[8], hidden_units=[8], embedding_dim=4,
+               activation="dice").train()
+    wide.load_state_dict(model.state_dict())
+    assert torch.allclose(model.attention(short)[:, :2], wide.attention(long)[:, :2], atol=1e-6)
