@@ -14,7 +14,7 @@ from bigrec.features import Schema
 from bigrec.models.recall import RecallOutput
 from bigrec.models.recall.sequential import SequentialRecallModel
 from bigrec.models.registry import register_model
-from bigrec.models.sequence import causal_mean, keep_recent
+from bigrec.models.sequence import causal_mean, keep_recent, last_state
 
 
 @register_model("sasrec")
@@ -92,6 +92,11 @@ class SASRec(SequentialRecallModel):
         # position 0 stays visible so an empty history attends to something (no NaN rows)
         padding = ~(mask | (self.steps[None, :] == 0))
         return self.norm(self.encoder(x, mask=self.causal_mask, src_key_padding_mask=padding))
+
+    def user_state(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, L, D]`` padded history + ``[B, L]`` mask -> ``[B, D]`` the user vector (last real position)."""
+        items, mask = keep_recent(history, mask, self.max_len)
+        return last_state(self.states(items, mask), mask)
 
     def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallOutput:
         history = self.embed(batch, candidate_ids)
