@@ -18,7 +18,9 @@ each, after a warm-up) and reports training targets per second (rows/s for per
 prefix; windows/s times the mean targets per window for one pass) and their ratio,
 the median over repeats. ``quality`` trains each mode per seed to the end (early
 stopping on valid NDCG@10) and records test Recall/NDCG@10 and the training time.
-Results accumulate in ``runs/bench/sequence_training.json``; ``render`` writes the table.
+Results accumulate under ``runs/bench/`` (one file per quality run, so seeds and modes
+may run as parallel processes: ``quality --seeds 1 --modes "one pass"``); every
+command rewrites the doc section from all results there (``render`` only that).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from models_recall import replace_section  # noqa: E402
 
 CONFIG = ROOT / "configs/recall/sasrec_ml100k.yaml"
 DATA = ROOT / "data/ml-100k/recall"
-RESULTS = ROOT / "runs/bench/sequence_training.json"
+RESULTS = ROOT / "runs/bench/sequence_training.json"  # speed
+RUNS = ROOT / "runs/bench/sequence_training"  # one file per quality run
 HEADING = "Sequence training in one pass"
 MODES = {
     "per prefix": ["data.train=train.parquet", "model.all_positions=false", "data.batch_size=256",
@@ -101,21 +104,22 @@ def speed(steps: int, repeats: int) -> dict:
             "targets_per_window": targets_per_row("one pass")}
 
 
-def quality(seeds: list[int]) -> list[dict]:
+def quality(seeds: list[int], modes: list[str]) -> None:
+    """Train each mode per seed to the end; each run is stored in its own file (runs may go in parallel)."""
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
-    runs = []
+    RUNS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as out:
         for seed in seeds:
-            for mode in MODES:
+            for mode in modes:
                 started = time.perf_counter()
                 result = train(_config(mode, f"{out}/{mode}{seed}", [f"trainer.seed={seed}"]))
-                runs.append({"mode": mode, "seed": seed, "test": result["test"], "best_epoch": result["best_epoch"],
-                             "train_s": time.perf_counter() - started})
-                print(json.dumps(runs[-1]), flush=True)
+                run = {"mode": mode, "seed": seed, "test": result["test"], "best_epoch": result["best_epoch"],
+                       "train_s": time.perf_counter() - started}
+                (RUNS / f"{mode.replace(' ', '_')}_{seed}.json").write_text(json.dumps(run))
+                print(json.dumps(run), flush=True)
         destroy_process_group()
-    return runs
 
 
 def _mean_spread(values: list[float]) -> str:
@@ -138,8 +142,8 @@ def render(results: dict) -> str:
                   f"| per prefix (before) | 256 prefixes | {rates['per prefix']:,.0f} | 1.0x |",
                   f"| one pass | 64 windows | {rates['one pass']:,.0f} | "
                   f"{rates['one pass'] / rates['per prefix']:.1f}x |", ""]
-    if "quality" in results:
-        runs = results["quality"]
+    runs = [json.loads(path.read_text()) for path in sorted(RUNS.glob("*.json"))]
+    if runs:
         seeds = sorted({r["seed"] for r in runs})
         lines += [f"Test quality, mean ± standard deviation over seeds {seeds} (early stopping on valid NDCG@10):", "",
                   "| mode | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
@@ -160,18 +164,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="speed: timed training steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="speed: alternating runs per mode")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: seeds")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="quality: modes")
     args = parser.parse_args()
     from bigrec.logs import quiet_third_party
 
     quiet_third_party()
-    measured = {"speed": lambda: speed(args.steps, args.repeats), "quality": lambda: quality(args.seeds)}
-    value = measured[args.what]() if args.what in measured else None
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # read after the (long) run
-    if value is not None:
-        results[args.what] = value
+    if args.what == "speed":
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1))
-    replace_section(ROOT / "docs/benchmarks.md", HEADING, render(results))
+        RESULTS.write_text(json.dumps({"speed": speed(args.steps, args.repeats)}, indent=1))
+    elif args.what == "quality":
+        quality(args.seeds, args.modes)
+    replace_section(ROOT / "docs/benchmarks.md", HEADING,
+                    render(json.loads(RESULTS.read_text()) if RESULTS.exists() else {}))
 
 
 if __name__ == "__main__":
