@@ -103,6 +103,20 @@ def test_one_pass_equals_every_prefix_and_its_loss(name):
     torch.testing.assert_close(one_pass, module(prefix_batch)[0], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("loss", ["full", "sampled", "bpr_max", "top1_max", "margin"])
+def test_a_batch_without_positions_trains_nothing_and_stays_finite(loss):
+    torch.manual_seed(0)
+    schema = build_schema(20, 40, 6, embedding_dim=8)
+    model = build_model("gru4rec", schema, SEQUENCE_MODELS["gru4rec"])
+    module = build_task(model, schema, TaskConfig(options={"loss": loss, "num_negatives": 4})).wrap(model).train()
+    value = module(_batch([[], []], [3, 4], schema))[0]
+    value.backward()
+    assert value.item() == 0.0
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
+    with pytest.raises(ConfigError, match="bpr_reg"):
+        build_task(model, schema, TaskConfig(options={"loss": "bpr_max", "bpr_reg": -1}))
+
+
 @pytest.mark.parametrize("loss", ["bpr_max", "top1_max"])
 def test_ranking_losses_match_their_formulas_and_exclude_the_own_item(loss):
     from bigrec.models.output import RecallOutput

@@ -62,17 +62,20 @@ class RecallOutput:
     position_targets: Optional[torch.Tensor] = None
 
 
+def _interests(user: torch.Tensor) -> torch.Tensor:
+    """``[B, D]`` or ``[B, K, D]`` -> ``[B, K, D]`` (K = 1 for one vector); no branch (FX), and B may be 0."""
+    return user.reshape(user.shape[0], user.shape[1:-1].numel(), user.shape[-1])
+
+
 def score(user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Scores of every (user, item) pair: ``[B, D] x [N, D] -> [B, N]``.
 
     With ``user [B, K, D]`` (several interests) an item's score is its best
     interest's: ``max_k <u_k, v>``.
     """
-    interests = user.reshape(user.shape[0], -1, user.shape[-1])  # [B, K, D], K = 1 for [B, D]; no branch (FX)
-    return torch.matmul(interests, items.t()).amax(dim=1)
+    return torch.matmul(_interests(user), items.t()).amax(dim=1)
 
 
 def paired_score(user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Row-wise scores ``<u_b, v_b>``: ``[B, D] (or [B, K, D]) x [B, D] -> [B]``."""
-    interests = user.reshape(user.shape[0], -1, user.shape[-1])  # [B, K, D]
-    return (interests * items[:, None, :]).sum(dim=-1).amax(dim=1)
+    return (_interests(user) * items[:, None, :]).sum(dim=-1).amax(dim=1)

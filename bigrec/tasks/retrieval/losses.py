@@ -281,24 +281,28 @@ def global_mean_weight(rows: torch.Tensor) -> torch.Tensor:
 
     With one-pass sequence training ranks hold different numbers of rows; after the
     data-parallel gradient average over ``W`` ranks the weighted per-rank means equal
-    the mean over all rows of all ranks, as one rank training the global batch.
+    the mean over all rows of all ranks, as one rank training the global batch. 0 when
+    this rank has no row.
     """
     count = torch.tensor(float(rows.shape[0]), dtype=torch.float64, device=rows.device)
     _, world_size = world()
-    if world_size == 1:
-        return torch.ones((), dtype=torch.float32, device=rows.device)
     total = count.clone()
-    dist.all_reduce(total)
+    if world_size > 1:
+        dist.all_reduce(total)
     return (world_size * count / total.clamp(min=1.0)).float()
 
 
 def position_loss(loss_fn: nn.Module, output: RecallOutput, candidate_ids: torch.Tensor) -> torch.Tensor:
     """``loss_fn`` over every real position of a one-pass output, as this rank's share of the global mean.
 
-    (Called here, not from the task: ``torch.fx.wrap`` patches calls made in the declaring module only.)
+    A batch without any real position (only empty histories) gives 0, not the NaN of a
+    mean over nothing. (Called here, not from the task: ``torch.fx.wrap`` patches calls
+    made in the declaring module only.)
     """
     rows, targets = flatten_positions(output)
-    return loss_fn(rows, targets, candidate_ids) * global_mean_weight(targets)
+    weight = global_mean_weight(targets)
+    loss = loss_fn(rows, targets, candidate_ids)
+    return torch.where(weight > 0, loss * weight, torch.zeros_like(loss))
 
 
 LOSSES = {"full": FullSoftmax, "sampled": SampledSoftmax, "margin": MarginLoss,

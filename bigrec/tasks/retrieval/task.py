@@ -90,6 +90,8 @@ class RetrievalOptions:
                               f"got '{options.negative_sampler}'")
         if options.num_negatives < 0 or not options.ks or min(options.ks) < 1:
             raise ConfigError("task.options: num_negatives must be >= 0 and ks positive integers")
+        if options.bpr_reg < 0:
+            raise ConfigError(f"task.options.bpr_reg must be >= 0, got {options.bpr_reg}")
         if options.temperature is not None and options.temperature <= 0:
             raise ConfigError(f"task.options.temperature must be > 0, got {options.temperature}")
         return options
