@@ -167,7 +167,8 @@ def _run_cli(args) -> int:
     started = time.perf_counter()
     try:
         schema = generate_sequences(args.output, args.users, args.items, args.clusters, args.min_length,
-                                    args.max_length, args.history_len, args.follow, seed=args.seed, purpose=args.purpose,
+                                    args.max_length, args.history_len, args.follow, seed=args.seed,
+                                    purpose=args.purpose,
                                     embedding_dim=args.embedding_dim)
     except ValueError as exc:
         raise ConfigError(f"synthetic-sequences: {exc}") from None

@@ -16,6 +16,7 @@ ratios are against the 1-rank / 1,682-item runs of the same script.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -65,44 +66,74 @@ def _mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
 
 
-def quality(seeds: list[int], epochs: Optional[int]) -> str:
-    """Recall table: each model's config trained per seed (one rank), and most-popular, per data set."""
+RUNS = ROOT / "runs/bench/models_recall"  # one JSON per (data set, model, seed) run
+KEYS = ("recall@10", "ndcg@10", "mrr@10")
+
+
+def run_path(suffix: str, model: str, seed: int) -> Path:
+    return RUNS / f"{suffix}_{model}_{seed}.json"
+
+
+def train_runs(seeds: list[int], epochs: Optional[int], models: Optional[list[str]],
+               data_sets: Optional[list[str]]) -> None:
+    """Train each selected (data set, model, seed) whose result file is missing (one rank); store the test metrics.
+
+    Runs are independent, so several processes may share the work (``--models``, ``--data``, ``--seeds``).
+    """
     from bigrec.config import load_config
-    from bigrec.features import Schema
-    from bigrec.tasks.retrieval.baselines import most_popular_metrics
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
-    keys = ("recall@10", "ndcg@10", "mrr@10")
-    lines = ["Leave-last-out, test split, full ranking over all items with the user's earlier items excluded;",
-             f"mean ± standard deviation over seeds {seeds}, one rank, each model's `configs/recall/<model>_<data>.yaml`",
-             "(early stopping on the validation split" + (f", at most {epochs} epochs" if epochs else "") + ").",
-             "Sequence models train every position in one pass (`train_sequences.parquet`).",
-             "Regenerate: `python tools/bench/models_recall.py quality`.", ""]
+    RUNS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as out:
-        for title, (path, suffix, models) in QUALITY.items():
+        for path, suffix, names in QUALITY.values():
+            if data_sets and suffix not in data_sets:
+                continue
             data = ROOT / path
             _ensure_data(data)
-            lines += [f"**{title}**", "", "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |",
-                      "|---|---|---|---|---|---|"]
-            for name in models:
-                runs = []
+            for name in names:
                 for seed in seeds:
+                    if (models and name not in models) or run_path(suffix, name, seed).exists():
+                        continue
                     overrides = [f"trainer.output_dir={out}/{suffix}/{name}{seed}", f"trainer.seed={seed}",
                                  "trainer.progress_bar=false", "sharding.print_plan=false", f"data.path={data}"]
                     config = load_config(ROOT / f"configs/recall/{name}_{suffix}.yaml",
                                          overrides + ([f"trainer.epochs={epochs}"] if epochs else []))
                     started = time.perf_counter()
                     result = train(config)
-                    runs.append((result["test"], result["best_epoch"], time.perf_counter() - started))
-                    print(title, name, seed, {k: round(result["test"][k], 4) for k in keys}, flush=True)
-                lines.append(f"| {name} | " + " | ".join(_mean_spread([r[0][k] for r in runs]) for k in keys)
-                             + f" | {sum(r[1] for r in runs) / len(runs):.1f} | "
-                             f"{sum(r[2] for r in runs) / len(runs):.0f} s |")
+                    run = {"test": result["test"], "best_epoch": result["best_epoch"],
+                           "train_s": time.perf_counter() - started}
+                    run_path(suffix, name, seed).write_text(json.dumps(run))
+                    print(suffix, name, seed, {k: round(result["test"][k], 4) for k in KEYS}, flush=True)
+        destroy_process_group()
+
+
+def quality_table() -> str:
+    """The recall table from every stored run, and most-popular, per data set."""
+    from bigrec.features import Schema
+    from bigrec.tasks.retrieval.baselines import most_popular_metrics
+
+    lines = ["Leave-last-out, test split, full ranking over all items with the user's earlier items excluded;",
+             "mean ± standard deviation over the seeds run (count in the last column), one rank, each model's",
+             "`configs/recall/<model>_<data>.yaml` with early stopping on the validation split. Sequence models",
+             "train every position in one pass (`train_sequences.parquet`).",
+             "Regenerate: `python tools/bench/models_recall.py quality` (runs may be split over processes with",
+             "`--models`, `--data`, `--seeds`; stored under `runs/bench/models_recall/`).", ""]
+    for title, (path, suffix, names) in QUALITY.items():
+        data = ROOT / path
+        lines += [f"**{title}**", "", "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time | seeds |",
+                  "|---|---|---|---|---|---|---|"]
+        for name in names:
+            runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"{suffix}_{name}_*.json"))]
+            if runs:
+                lines.append(f"| {name} | " + " | ".join(_mean_spread([r["test"][k] for r in runs]) for k in KEYS)
+                             + f" | {sum(r['best_epoch'] for r in runs) / len(runs):.1f} | "
+                             f"{sum(r['train_s'] for r in runs) / len(runs):.0f} s | {len(runs)} |")
+        if (data / "schema.json").exists():
             num_items = Schema.load(data / "schema.json")["item_id"].vocab_size
             popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), num_items)
-            lines += ["| most-popular | " + " | ".join(f"{popular[k]:.4f}" for k in keys) + " | - | - |", ""]
-        destroy_process_group()
+            lines += ["| most-popular | " + " | ".join(f"{popular[k]:.4f}" for k in KEYS) + " | - | - | - |"]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -193,13 +224,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="quality: at most this many epochs (default: "
                                                                   "each config's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: seeds per model")
+    parser.add_argument("--models", nargs="+", help="quality: only these models")
+    parser.add_argument("--data", nargs="+", choices=["ml100k", "synthetic"], help="quality: only these data sets")
     parser.add_argument("--steps", type=int, default=60, help="throughput: training steps per run")
     args = parser.parse_args()
     from bigrec.logs import quiet_third_party
 
     quiet_third_party()
     if args.what == "quality":
-        replace_section(ROOT / "docs/models.md", "Recall", quality(args.seeds, args.epochs))
+        train_runs(args.seeds, args.epochs, args.models, args.data)
+        replace_section(ROOT / "docs/models.md", "Recall", quality_table())
     else:
         replace_section(ROOT / "docs/benchmarks.md", "Recall", throughput(args.steps))
 

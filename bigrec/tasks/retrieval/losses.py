@@ -230,8 +230,9 @@ class MarginLoss(nn.Module):
 class SoftmaxWeightedRanking(SampledSoftmax):
     """GRU4Rec's ranking losses (Hidasi & Karatzoglou, 2018): BPR-max and TOP1-max.
 
-    The candidates are those of :class:`SampledSoftmax` (no log-Q): each row's negatives are the other rows' targets plus ``num_negatives`` sampled
-    ids (its own item excluded wherever it appears); each negative ``j`` is weighted
+    The candidates are those of :class:`SampledSoftmax` (no log-Q): each row's negatives
+    are the other rows' targets plus ``num_negatives`` sampled ids (its own item
+    excluded wherever it appears); each negative ``j`` is weighted
     by ``w_j = softmax_j(s_j)`` over the row's negatives, so the loss focuses on the
     negatives that score highest. With ``r`` the target's score (scores divided by
     the temperature):
