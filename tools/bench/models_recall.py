@@ -199,7 +199,8 @@ def throughput(steps: int) -> str:
     small, large = work / "items_1682", work / "items_1m"
     _synthetic(small, 1682, 5000)
     _synthetic(large, 1_000_000, 3000)
-    lines = ["Synthetic Markov sequences, CPU, gloo, one OpenMP thread per rank, batch 256 per rank.",
+    lines = ["Synthetic Markov sequences, CPU, gloo, one OpenMP thread per rank, batch 256 rows per rank (for the",
+             "one-pass sequence models a row is a sequence window: samples/s counts windows, ~17 targets each).",
              "Regenerate: `python tools/bench/models_recall.py throughput`.", "",
              "| model | ranks | train samples/s | vs 1 rank |", "|---|---|---|---|"]
     for name in MODELS:
