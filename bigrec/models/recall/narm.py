@@ -110,7 +110,8 @@ class NARM(SequentialRecallModel):
 
     def attention(self, batch: Batch) -> torch.Tensor:
         """``[B, L]`` the local encoder's weights of the last position's query (inspection)."""
-        states, queries, visible = self.encode(self.embed(batch, torch.zeros(0, dtype=torch.int64)))
+        no_candidates = torch.zeros(0, dtype=torch.int64, device=self.decoder.weight.device)
+        states, queries, visible = self.encode(self.embed(batch, no_candidates))
         return self.local(queries, states, visible)[1][:, 0]
 
     def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallOutput:
