@@ -104,7 +104,8 @@ def speed(steps: int, repeats: int) -> dict:
                 print(f"{mode}: {rate:,.0f} targets/s", flush=True)
         destroy_process_group()
     return {"steps": steps, "repeats": repeats, "targets_per_s": rates,
-            "targets_per_window": targets_per_row("one pass")}
+            "targets_per_window": targets_per_row("one pass"),
+            "batch_sizes": {mode: _config(mode, "unused", []).data.batch_size for mode in MODES}}
 
 
 def quality(seeds: list[int]) -> None:
@@ -153,8 +154,9 @@ def render(results: dict) -> str:
                   f"a window "
                   f"holds {speed_['targets_per_window']:.1f} targets on average):", "",
                   "| mode | rows per step | training targets/s per core | vs per prefix |", "|---|---|---|---|",
-                  f"| per prefix (before) | 256 prefixes | {rates['per prefix']:,.0f} | 1.0x |",
-                  f"| one pass | 64 windows | {rates['one pass']:,.0f} | "
+                  f"| per prefix (before) | {speed_['batch_sizes']['per prefix']} prefixes | "
+                  f"{rates['per prefix']:,.0f} | 1.0x |",
+                  f"| one pass | {speed_['batch_sizes']['one pass']} windows | {rates['one pass']:,.0f} | "
                   f"{rates['one pass'] / rates['per prefix']:.1f}x |", ""]
     runs = quality_runs()
     if any(runs.values()):
