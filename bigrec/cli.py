@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module exposing ``register(subparsers)``; the
 module's handler receives the parsed ``argparse.Namespace``. A :class:`BigrecError`
-anywhere ends the command with one ``error: ...`` line and exit status 2.
+anywhere ends the command with one ``error: ...`` line and exit status 2; a run
+stopped by SIGTERM/SIGINT (:class:`Preempted`) exits with 128 + the signal.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from bigrec.errors import BigrecError
+from bigrec.errors import BigrecError, Preempted
 from bigrec.logs import quiet_third_party
 
 # Modules that register sub-commands; each has ``register(subparsers)``.
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except Preempted as exc:
+        print(f"preempted: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_status
     except BigrecError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -2,7 +2,8 @@
 
 ``bigrec train configs/ranking/deepfm_ml100k.yaml trainer.epochs=3 model.hidden_units=[256,128]``
 loads the YAML, applies each dotted override (values parsed as YAML), and turns the
-result into typed sections. Unknown keys are errors that list the valid ones.
+result into typed sections. Unknown keys are errors that list the valid ones; every
+value is checked against its field's type and range (``bigrec.config_check``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
+from bigrec.config_check import check_value
 from bigrec.errors import ConfigError
 
 
@@ -55,9 +57,11 @@ class TaskConfig:
     with options of their own (e.g. retrieval) read them from ``options``.
     """
 
-    labels: Optional[list] = None
-    loss_weights: Optional[list] = None
+    labels: Optional[list[str]] = None
+    loss_weights: Optional[list[float]] = None
+    loss_weighting: Any = "fixed"  # fixed | uncertainty | gradnorm, or {name: gradnorm, alpha: 1.5}
     aux_loss_weights: dict = field(default_factory=dict)
+    soft_labels: bool = False  # binary labels may be any value in [0, 1] (else exactly 0 or 1)
     options: dict = field(default_factory=dict)
 
 
@@ -96,13 +100,14 @@ class TrainerConfig:
     resume: str = "none"  # none | auto (newest complete checkpoint in output_dir) | a checkpoint directory;
     # after a torchrun restart (TORCHELASTIC_RESTART_COUNT > 0) none acts as auto
     debug_log_steps: bool = False  # write every step's loss and row ids to output_dir/steps/ (tests)
+    reuse_output_dir: bool = False  # allow an output_dir that is not empty and was not made by bigrec
 
 
 @dataclass
 class ShardingConfig:
     plan: Optional[str] = None  # a plan file written by ``bigrec plan``
     compute_device: str = "auto"  # auto | cpu | cuda
-    sharding_types: Optional[list] = None  # restrict every table, e.g. [row_wise]
+    sharding_types: Optional[list[str]] = None  # restrict every table, e.g. [row_wise]
     tables: dict = field(default_factory=dict)  # per-table constraints: {name: {sharding_types: [...]}}
     print_plan: bool = True
 
@@ -136,7 +141,8 @@ def _build(cls: type, raw: Any, where: str):
             raise ConfigError(f"unknown key '{where}.{key}'; valid keys: {sorted(fields)}")
         field_type = fields[key].type
         nested = _NESTED.get(field_type)
-        kwargs[key] = _build(nested, value, f"{where}.{key}") if nested else value
+        kwargs[key] = _build(nested, value, f"{where}.{key}") if nested else check_value(cls, key, value,
+                                                                                         f"{where}.{key}")
     return cls(**kwargs)
 
 
@@ -176,6 +182,8 @@ def config_from_dict(raw: dict, source: str = "") -> Config:
     name = model_raw.pop("name", "")
     if not name:
         raise ConfigError("model.name is missing")
+    if not isinstance(name, str):
+        raise ConfigError(f"model.name is {name!r}, expected a string")
     return Config(
         data=_build(DataConfig, raw.get("data"), "data"),
         model=ModelConfig(name=name, params=model_raw),

@@ -27,3 +27,11 @@ class DataError(BigrecError):
         self.path = path
         self.column = column
         self.problem = problem
+
+
+class Preempted(BigrecError):
+    """Training stopped on SIGTERM/SIGINT after writing a checkpoint; the CLI exits with ``exit_status``."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status

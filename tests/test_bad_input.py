@@ -54,6 +54,13 @@ def replace_column(table, name, values):
      ["train.parquet", "dense_4", "NaN/inf"]),
     (lambda t: replace_column(t, "label", pa.array(np.full(t.num_rows, np.inf, dtype=np.float32))),
      ["train.parquet", "label", "NaN/inf"]),
+    # binary labels must be 0 or 1: ratings 1-5 in a click column, a 2.0, a -1
+    (lambda t: replace_column(t, "label", pa.array((np.arange(t.num_rows) % 5 + 1).astype(np.float32))),
+     ["train.parquet", "column 'label'", "12,800 of 16,000 label values are not 0 or 1 (e.g. 2)"]),
+    (lambda t: replace_column(t, "label", pa.array(np.r_[2.0, np.zeros(t.num_rows - 1)].astype(np.float32))),
+     ["train.parquet", "column 'label'", "1 of 16,000 label values are not 0 or 1 (e.g. 2)"]),
+    (lambda t: replace_column(t, "label", pa.array(np.r_[np.ones(t.num_rows - 1), -1].astype(np.int64))),
+     ["train.parquet", "column 'label'", "1 of 16,000 label values are not 0 or 1 (e.g. -1)"]),
 ])
 def test_bad_columns(tmp_path, dataset, capsys, spoil, expected):
     rewrite(dataset / "train.parquet", spoil)
@@ -85,3 +92,37 @@ def test_unknown_model_feature_and_parameter(tmp_path, dataset, capsys):
 def test_bad_sparse_optimizer_on_cpu(tmp_path, dataset, capsys):
     code, err = run(tmp_path, dataset, capsys, overrides=["trainer.sparse_optimizer.name=adam"])
     assert code == 2 and "no CPU kernel" in err
+
+
+def test_soft_labels_allow_the_unit_interval_only(tmp_path, dataset):
+    from bigrec.config import config_from_dict
+    from bigrec.errors import DataError
+    from bigrec.train.trainer import prepare
+
+    rewrite(dataset / "train.parquet", lambda t: replace_column(
+        t, "label", pa.array(np.linspace(0, 1, t.num_rows).astype(np.float32))))
+    raw = {"data": {"path": str(dataset)}, "model": {"name": "deepfm"}, "task": {"soft_labels": True}}
+    prepare(config_from_dict(raw))  # probabilities in [0, 1] are fine when declared
+    with pytest.raises(DataError, match=r"train.parquet, column 'label': .* are not 0 or 1"):
+        prepare(config_from_dict({**raw, "task": {}}))
+    rewrite(dataset / "valid.parquet", lambda t: replace_column(
+        t, "label", pa.array(np.full(t.num_rows, 1.5, dtype=np.float32))))
+    with pytest.raises(DataError, match=r"valid.parquet, column 'label': 2,000 of 2,000 label values are not in "
+                                        r"\[0, 1\]"):
+        prepare(config_from_dict(raw))
+
+
+def test_labels_are_checked_while_streaming_too(tmp_path, dataset):
+    """With data.validate off (and in eval/predict) the stream checks each row group it reads."""
+    from bigrec.config import config_from_dict
+    from bigrec.data.stream import make_loader
+    from bigrec.errors import DataError
+    from bigrec.train.trainer import prepare
+
+    rewrite(dataset / "test.parquet", lambda t: replace_column(
+        t, "label", pa.array(np.full(t.num_rows, 3.0, dtype=np.float32))))
+    prepared = prepare(config_from_dict({"data": {"path": str(dataset), "validate": False},
+                                         "model": {"name": "deepfm"}}))
+    with pytest.raises(DataError, match=r"test.parquet, column 'label': 2,000 of 2,000 label values in row group 0 "
+                                        r"are not 0 or 1"):
+        list(make_loader(prepared.splits["test"]))

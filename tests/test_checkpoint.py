@@ -1,4 +1,5 @@
-"""Checkpoints: exact resume after a killed rank (TorchX), torn saves, resharding 2 -> 1/4, determinism, bad input."""
+"""Checkpoints: exact resume after a killed rank and after SIGTERM (TorchX), torn saves, resharding 2 -> 1/4,
+determinism, bad input."""
 
 from __future__ import annotations
 
@@ -77,51 +78,106 @@ def test_position_continues_on_the_next_unread_batch(criteo_small, workers, shuf
         assert all(np.array_equal(a, b) for a, b in zip(rest, full[done:]))
 
 
-# ------------------------------------------------------------------------- kill test
+# ------------------------------------------------------------------ kill and preemption tests
+def torchx_train(config: Path, env: dict, *options: str) -> subprocess.CompletedProcess:
+    """``torchx run -s local_cwd`` of the train component on 2 ranks with ``options`` (e.g. --env ...)."""
+    command = [str(Path(sys.executable).parent / "torchx"), "run", "-s", "local_cwd", "launch/components.py:train",
+               "--config", str(config), "-j", "1x2", *options]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def reference_run(criteo_small, tmp_path_factory, subprocess_env) -> Path:
+    """The uninterrupted 2-rank run (2 epochs of 16 steps) that the kill and preemption tests compare with."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    config = out.parent / "reference.yaml"
+    config.write_text(yaml.safe_dump(run_config(criteo_small, out)))
+    done = torchx_train(config, subprocess_env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def row_checksums(data_dir: Path) -> np.ndarray:
+    train = pq.read_table(data_dir / "train.parquet")
+    return sum(train.column(f"dense_{j}").to_numpy().astype(np.float64) for j in range(13)) \
+        + train.column("label").to_numpy()
+
+
+def assert_same_run(records: dict[int, list[dict]], reference: dict[int, list[dict]], data_dir: Path) -> None:
+    """Each rank trained steps 1..32 once, in order, every row exactly once per epoch, with the reference's losses."""
+    checksum = row_checksums(data_dir)
+    seen = {epoch: np.zeros(len(checksum), dtype=np.int64) for epoch in (0, 1)}
+    for rank, steps in records.items():
+        assert [r["step"] for r in steps] == list(range(1, 33))  # each step trained once, in order
+        for record in steps:
+            np.add.at(seen[record["epoch"]], record["rows"], 1)
+            assert record["checksum"] == pytest.approx(checksum[record["rows"]].sum(), rel=1e-6)
+        np.testing.assert_allclose([r["loss"] for r in steps], [r["loss"] for r in reference[rank]], rtol=0, atol=1e-6)
+    assert all((count == 1).all() for count in seen.values())  # every row exactly once per epoch
+
+
 @pytest.mark.e2e
-def test_rank_killed_under_torchx_resumes_and_reads_every_row_once(criteo_small, tmp_path, subprocess_env):
+def test_rank_killed_under_torchx_resumes_and_reads_every_row_once(criteo_small, tmp_path, subprocess_env,
+                                                                    reference_run):
     """Rank 1 SIGKILLs itself at step 23 (epoch 2); torchrun restarts both ranks from step 20.
 
     One restart is allowed, so the restarted ranks must rendezvous at the first try
     (each attempt's process group uses its own store prefix).
     """
-    runs = {}
-    for name, fault in (("reference", None), ("killed", "23")):
-        out = tmp_path / name
-        config = tmp_path / f"{name}.yaml"
-        config.write_text(yaml.safe_dump(run_config(criteo_small, out)))
-        command = [str(Path(sys.executable).parent / "torchx"), "run", "-s", "local_cwd",
-                   "launch/components.py:train", "--config", str(config), "-j", "1x2", "--max_restarts", "1"]
-        if fault:
-            command[-2:-2] = ["--env", f"BIGREC_FAULT_AT_STEP={fault}"]
-        done = subprocess.run(command, cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, name + ": " + done.stdout[-3000:] + done.stderr[-3000:]
-        runs[name] = (out, done.stdout + done.stderr)
-    out, log = runs["killed"]
+    out = tmp_path / "killed"
+    config = tmp_path / "killed.yaml"
+    config.write_text(yaml.safe_dump(run_config(criteo_small, out)))
+    done = torchx_train(config, subprocess_env, "--env", "BIGREC_FAULT_AT_STEP=23", "--max_restarts", "1")
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-6000:]
     assert "exitcode: -9" in log and "resumed from" in log and "step-00000020" in log
 
-    train = pq.read_table(criteo_small / "train.parquet")
-    checksum = (sum(train.column(f"dense_{j}").to_numpy().astype(np.float64) for j in range(13))
-                + train.column("label").to_numpy())
-    lineage, reference = step_records(out), step_records(runs["reference"][0])
-    seen = {epoch: np.zeros(train.num_rows, dtype=np.int64) for epoch in (0, 1)}
-    for rank, records in lineage.items():
-        assert [r["step"] for r in records] == list(range(1, 33))  # each step trained once, in order
-        attempts = {r["attempt"] for r in records}
-        assert attempts == {0, 1}  # the killed attempt and the one restart that finished
-        for record in records:
-            np.add.at(seen[record["epoch"]], record["rows"], 1)
-            assert record["checksum"] == pytest.approx(checksum[record["rows"]].sum(), rel=1e-6)
-        # the loss curve after the restart is the uninterrupted one
-        np.testing.assert_allclose([r["loss"] for r in records], [r["loss"] for r in reference[rank]],
-                                   rtol=0, atol=1e-6)
-    assert all((count == 1).all() for count in seen.values())  # every row exactly once per epoch
+    lineage = step_records(out)
+    assert all({r["attempt"] for r in records} == {0, 1} for records in lineage.values())  # killed + one restart
+    assert_same_run(lineage, step_records(reference_run), criteo_small)
 
     killed = json.loads((out / "metrics.json").read_text())
-    uninterrupted = json.loads((runs["reference"][0] / "metrics.json").read_text())
+    uninterrupted = json.loads((reference_run / "metrics.json").read_text())
     for key in ("auc", "logloss"):  # stated tolerance: 1e-6 absolute
         assert killed["test"][key] == pytest.approx(uninterrupted["test"][key], abs=1e-6)
     assert killed["test"]["auc"] > 0.6
+
+
+@pytest.mark.e2e
+def test_sigterm_under_torchx_checkpoints_the_exact_position_and_resume_loses_no_row(
+        criteo_small, tmp_path, subprocess_env, reference_run):
+    """SIGTERM reaches torchrun at step 12 (as a scheduler sends it); it forwards it to both ranks.
+
+    No periodic checkpoints: the only step checkpoint is the one written on the
+    signal. Both ranks stop after the same step, the job exits non-zero, and a
+    second job with ``resume=auto`` trains steps K+1..32: across the two jobs
+    every step runs once and every row once per epoch, with the reference losses.
+    """
+    out = tmp_path / "preempted"
+    config = tmp_path / "preempted.yaml"
+    config.write_text(yaml.safe_dump(run_config(criteo_small, out, {"checkpoint_every_steps": 0})))
+    done = torchx_train(config, subprocess_env, "--env", "BIGREC_FAULT_AT_STEP=12,BIGREC_FAULT_SIGNAL=TERM:parent")
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log[-6000:]
+    assert "stopped by SIGTERM" in log or "stopped by a signal another rank received" in log, log[-6000:]
+    first = step_records(out)
+    stopped = {max(r["step"] for r in records) for records in first.values()}
+    assert len(stopped) == 1  # both ranks stopped after the same step
+    (step,) = stopped
+    assert step >= 12
+    saved = sorted(p.name for p in (out / "checkpoints").glob("step-*"))
+    assert saved[-1] == f"step-{step:08d}", saved  # the checkpoint is at the exact position
+
+    resumed = torchx_train(config, subprocess_env, "trainer.resume=auto")
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-6000:]
+    assert f"global step {step}" in resumed.stdout + resumed.stderr
+    records = {rank: [r for r in rs if "step" in r] for rank, rs in all_records(out).items()}
+    assert_same_run(records, step_records(reference_run), criteo_small)
+
+
+def all_records(out_dir: Path) -> dict[int, list[dict]]:
+    return {int(p.stem.split("-")[1]): [json.loads(line) for line in p.read_text().splitlines()]
+            for p in sorted((out_dir / "steps").glob("rank-*.jsonl"))}
 
 
 # -------------------------------------------------- resharding, determinism, bad input
@@ -166,7 +222,7 @@ def on_four_ranks(data_dir: str, out_dir: str) -> dict:
 @pytest.mark.dist
 def test_reshard_determinism_torn_checkpoint_and_bad_input(criteo_small, tmp_path):
     from bigrec.errors import ConfigError
-    from bigrec.train import checkpoint
+    from bigrec.train import checkpoint, manifest
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.predict import load_for_inference, predict
     from bigrec.train.trainer import Trainer, prepare
@@ -215,12 +271,14 @@ def test_reshard_determinism_torn_checkpoint_and_bad_input(criteo_small, tmp_pat
         schema["features"][20]["vocab_size"] += 1
         name = schema["features"][20]["name"]
         (changed / "schema.json").write_text(json.dumps(schema))
+        # a checkpoint of another schema, intact: its manifest matches
+        manifest.write(changed, {**manifest.read(changed), "schema.json": manifest.digest(changed / "schema.json")})
         with pytest.raises(ConfigError, match=f"schema: feature.{name}.vocab_size"):
             load_for_inference(config, changed)
         missing = tmp_path / "missing_shard"
         shutil.copytree(run1 / "final", missing)
         (missing / "__1_0.distcp").unlink()
-        with pytest.raises(ConfigError, match=r"shard file\(s\) \['__1_0.distcp'\] are missing"):
+        with pytest.raises(ConfigError, match=r"integrity check: __1_0.distcp is missing"):
             load_for_inference(config, missing)
         wider = run_config(criteo_small, tmp_path / "w", {"epochs": 1})
         wider["model"]["embedding_dim"] = 12

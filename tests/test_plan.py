@@ -152,6 +152,47 @@ def test_plan_for_another_world_size_is_a_clear_error(tmp_path, small_schema):
         load_plan(path, build_planning_module(other, "cpu"), 2, "cpu")
 
 
+def _first_table(payload: dict) -> dict:
+    return next(iter(next(iter(payload["plan"].values())).values()))
+
+
+def _sharded_table(payload: dict) -> dict:
+    return next(entry for tables in payload["plan"].values() for entry in tables.values() if entry["shards"])
+
+
+# Hand-edited plan files: one line naming the table and the field, not a TorchRec traceback.
+@pytest.mark.parametrize("spoil, message", [
+    (lambda p: _sharded_table(p).update(sharding_type="diagonal"), r"table '\w+': sharding_type 'diagonal' is not one"),
+    (lambda p: _sharded_table(p)["shards"][0].pop("placement"), r"table '\w+', shard 0: missing field\(s\) \['placement'\]"),
+    (lambda p: next(iter(p["plan"].values())).update({k: [1, 2] for k in list(next(iter(p["plan"].values())))[:1]}),
+     r"table '\w+': expected the table's sharding \(an object\), got a list"),
+    (lambda p: p.update(plan=[]), r"'plan': expected module path -> tables \(an object\), got a list"),
+    (lambda p: _sharded_table(p).update(compute_kernel="fused_uvm_caching"),
+     r"compute_kernel 'fused_uvm_caching' is not available for \w+ on cpu"),
+    (lambda p: _sharded_table(p).update(ranks="0"), r"ranks must be a list of integers, got '0'"),
+    (lambda p: _sharded_table(p)["shards"][0].update(sizes=[1, 1]), r"shards cover \d+ values but the table is"),
+    (lambda p: _sharded_table(p)["shards"][0].update(offsets="0,0"), r"offsets and sizes must be \[row, column\]"),
+    (lambda p: _sharded_table(p)["shards"][0].update(placement="gpu0"), r"placement must look like 'rank:N/cpu'"),
+    (lambda p: _first_table(p).pop("shards"), r"missing field\(s\) \['shards'\]"),
+    (lambda p: _first_table(p).update(shard=[]), r"unknown field\(s\) \['shard'\]"),
+])
+def test_hand_edited_plan_files_name_the_table_and_field(tmp_path, small_schema, spoil, message):
+    from bigrec.plan.planner import build_planning_module, dry_run
+    from bigrec.plan.topology import cpu_topology
+    from bigrec.train.sharding import load_plan, save_plan
+
+    config = config_from_dict(small_config(small_schema))
+    module = build_planning_module(config, "cpu")
+    path = tmp_path / "plan.json"
+    save_plan(dry_run(module, config, cpu_topology(2)).plan, path, 2)
+    payload = json.loads(path.read_text())
+    spoil(payload)
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ConfigError, match=f"plan.json: .*{message}") as caught:
+        load_plan(path, module, 2, "cpu")
+    assert "\n" not in str(caught.value)
+
+
 # ---------------------------------------------------------------- DCN-V2
 @pytest.mark.parametrize("options", [
     {"cross_parameterization": "vector"},

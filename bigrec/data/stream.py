@@ -26,6 +26,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import signal
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -37,6 +38,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from bigrec.batch import Batch
 from bigrec.data.convert import check_arrow_schema, check_values, columns_of, table_to_batch
+from bigrec.data.labels import BinaryLabels, LabelCount
+from bigrec.data.labels import add as add_label_counts
 from bigrec.errors import DataError
 from bigrec.features import Schema
 
@@ -143,10 +146,17 @@ class ParquetBatches(IterableDataset):
             worker's row groups is shuffled per epoch and rows are shuffled within
             windows of at least this many rows.
         seed: shuffling seed (combined with the epoch, rank and worker).
+        labels: label columns a binary task reads; their values are checked in
+            every row group read (:mod:`bigrec.data.labels`).
+        label_check: ``fn(table, path)`` raising a DataError for label values the task
+            cannot take beyond the binary check (e.g. ESMM's conversion without a click);
+            called on every slice read.
     """
 
     def __init__(self, files: list[str], schema: Schema, batch_size: int, rank: int = 0,
-                 world_size: int = 1, shuffle_buffer: int = 0, seed: int = 0) -> None:
+                 world_size: int = 1, shuffle_buffer: int = 0, seed: int = 0,
+                 labels: Optional[BinaryLabels] = None,
+                 label_check: Optional[Callable[[pa.Table, str], None]] = None) -> None:
         super().__init__()
         if batch_size <= 0:
             raise DataError(files[0] if files else "<none>", f"batch_size must be > 0, got {batch_size}")
@@ -157,6 +167,8 @@ class ParquetBatches(IterableDataset):
         self.world_size = world_size
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
+        self.labels = labels
+        self.label_check = label_check
         self.epoch = 0
         self.batches_done = 0  # batches of this epoch already consumed (see set_position)
         self.groups = scan_row_groups(self.files, schema)
@@ -230,8 +242,11 @@ class ParquetBatches(IterableDataset):
         return pieces_for(self.groups, *rank_range(self.total_rows, self.rank, self.world_size))
 
     # ----------------------------------------------------------------- reading
-    def read_piece(self, piece: Piece, files: dict[str, pq.ParquetFile]) -> pa.Table:
-        """Read one slice, checking its values (errors name the file and column)."""
+    def read_piece(self, piece: Piece, files: dict[str, pq.ParquetFile], check_labels: bool = True) -> pa.Table:
+        """Read one slice, checking its values (errors name the file and column).
+
+        ``check_labels=False`` leaves the binary-label check to the caller.
+        """
         parquet = files.get(piece.group.path)
         if parquet is None:
             parquet = files[piece.group.path] = open_parquet(piece.group.path)
@@ -241,6 +256,13 @@ class ParquetBatches(IterableDataset):
             raise DataError(piece.group.path, f"row group {piece.group.index} is corrupt ({exc})") from None
         table = table.slice(piece.offset, piece.length)
         check_values(table, self.schema, piece.group.path)
+        if check_labels and self.labels is not None:
+            for count in self.labels.counts(table):
+                if count.count:
+                    raise DataError(piece.group.path, self.labels.message(count, f"in row group {piece.group.index}"),
+                                    column=count.column)
+        if check_labels and self.label_check is not None:
+            self.label_check(table, piece.group.path)
         return table
 
     def _tables(self, pieces: list[Piece], rng: Optional[np.random.Generator], skip_rows: int,
@@ -330,7 +352,9 @@ def make_loader(dataset: ParquetBatches, num_workers: int = 0) -> DataLoader:
 
     It draws its worker seed from a generator of its own, not torch's global one,
     so starting a loader (e.g. mid-epoch after a resume) leaves the model's random
-    stream (dropout) exactly where an uninterrupted run has it.
+    stream (dropout) exactly where an uninterrupted run has it. Its workers ignore
+    SIGTERM/SIGINT: a job being preempted finishes its step with them
+    (``bigrec.train.preemption``); they exit with the loader.
     """
     return DataLoader(
         dataset,
@@ -340,20 +364,42 @@ def make_loader(dataset: ParquetBatches, num_workers: int = 0) -> DataLoader:
         persistent_workers=False,
         prefetch_factor=4 if num_workers else None,
         multiprocessing_context="fork" if num_workers else None,
+        worker_init_fn=_ignore_stop_signals if num_workers else None,
     )
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def validate_rank_data(dataset: ParquetBatches) -> None:
-    """Read and check every row this rank will see (before training starts)."""
+    """Read and check every row this rank will see (before training starts).
+
+    Bad binary labels are counted over all of this rank's rows of a file before
+    the error is raised, so its count is the file's (the rank's share of it).
+    """
     files: dict[str, pq.ParquetFile] = {}
+    totals: dict[str, dict[str, LabelCount]] = {}
     for piece in dataset.rank_pieces():
-        dataset.read_piece(piece, files)
+        table = dataset.read_piece(piece, files, check_labels=False)
+        if dataset.labels is not None:
+            add_label_counts(totals.setdefault(piece.group.path, {}), dataset.labels.counts(table))
+        if dataset.label_check is not None:
+            dataset.label_check(table, piece.group.path)
+    where = "" if dataset.world_size == 1 else f"in rank {dataset.rank}'s share"
+    for path, columns in totals.items():
+        for count in columns.values():
+            if count.count:
+                raise DataError(path, dataset.labels.message(count, where), column=count.column)
 
 
 def open_split(spec: str, schema: Schema, batch_size: int, rank: int, world_size: int,
-               shuffle_buffer: int = 0, seed: int = 0) -> ParquetBatches:
+               shuffle_buffer: int = 0, seed: int = 0, labels: Optional[BinaryLabels] = None,
+               label_check: Optional[Callable[[pa.Table, str], None]] = None) -> ParquetBatches:
     """``ParquetBatches`` for a file/dir/glob ``spec``."""
-    return ParquetBatches(list_parquet_files(spec), schema, batch_size, rank, world_size, shuffle_buffer, seed)
+    return ParquetBatches(list_parquet_files(spec), schema, batch_size, rank, world_size, shuffle_buffer, seed,
+                          labels, label_check)
 
 
 __all__ = ["ParquetBatches", "make_loader", "open_split", "validate_rank_data", "steps_per_epoch",

@@ -2,13 +2,18 @@
 
 Prints where every table goes and what each rank needs; ``--output`` writes the
 plan file that ``bigrec train CONFIG sharding.plan=plan.json`` runs, with the
-JSON report (``plan.report.json``) and the chart (``plan.png``) next to it.
+JSON report (``plan.report.json``) and the chart (``plan.png``) next to it; the
+three are always three files, whatever the suffix of ``--output``
+(``--output x.png`` puts the chart in ``x.chart.png``).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
+
+from bigrec.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from bigrec.train.sharding import save_plan
 
     config = load_config(args.config, args.overrides)
+    check_distinct(args.output, args.json, args.chart)
     if args.topology:
         spec = load_topology(args.topology)
     else:
@@ -72,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
         save_plan(result.plan, output, spec.world_size,
                   extra={"compute_device": spec.device, "topology": spec.to_dict(),
                          "sparse_optimizer": result.optimizer, "config": config.source})
-        json_path = json_path or str(output.with_suffix(".report.json"))
-        chart_path = chart_path or str(output.with_suffix(".png"))
+        report_file, chart_file = side_files(output)
+        json_path, chart_path = json_path or str(report_file), chart_path or str(chart_file)
         print(f"plan: {output}  (train with: bigrec train {config.source} sharding.plan={output})")
     if json_path:
         write_json(report, json_path)
@@ -82,3 +88,22 @@ def run(args: argparse.Namespace) -> int:
         write_chart(report, chart_path)
         print(f"chart: {chart_path}")
     return 0
+
+
+def side_files(output: Path) -> tuple[Path, Path]:
+    """The report and chart written next to plan file ``output``; neither is ``output`` itself."""
+    report, chart = output.with_suffix(".report.json"), output.with_suffix(".png")
+    if chart == output:
+        chart = output.with_name(output.stem + ".chart.png")
+    return report, chart
+
+
+def check_distinct(output: Optional[str], report: Optional[str], chart: Optional[str]) -> None:
+    """``--output``, ``--json`` and ``--chart`` must name three different files (ConfigError)."""
+    named = [(flag, Path(value).resolve()) for flag, value in (("--output", output), ("--json", report),
+                                                               ("--chart", chart)) if value]
+    for i, (flag, path) in enumerate(named):
+        for other, other_path in named[i + 1:]:
+            if path == other_path:
+                raise ConfigError(f"{flag} and {other} name the same file {path}; the plan, the report and the chart "
+                                  f"are three files")

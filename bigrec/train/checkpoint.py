@@ -6,16 +6,21 @@ A checkpoint is a directory::
       .metadata, __<rank>_0.distcp   DCP shards of {"model": ..., "optim": ...}: embedding tables
                                      (sharded), dense weights, the fused sparse and the dense
                                      optimizer state
-      ranks/rank-00001.pt            per rank: RNG states and the data position
+      ranks/rank-00001.pt            per rank: RNG states and the data position (tensors and
+                                     plain values only)
       meta.json                      job state: epoch, batches done, global step, LR schedule,
                                      early stopping, history, world size, DataLoader workers
       schema.json, config.yaml, plan.json
+      MANIFEST.json                  size and SHA-256 of every file above
       COMPLETE                       written last
 
-Every rank writes into ``<name>.tmp``; rank 0 writes ``COMPLETE`` once all shards
-are on disk and renames the directory, so a save interrupted at any point leaves
-either the previous checkpoint or a ``.tmp`` / marker-less directory that
-:func:`find_latest` skips with a warning. See ``docs/checkpoints.md``.
+Every rank writes into ``<name>.tmp``; rank 0 writes the manifest and ``COMPLETE``
+once all shards are on disk and renames the directory, so a save interrupted at
+any point leaves either the previous checkpoint or a ``.tmp`` / marker-less
+directory that :func:`find_latest` skips with a warning. Loading checks the
+manifest before any file is interpreted and runs no code from the checkpoint
+(``bigrec.train.safe_load``); only files bigrec wrote are ever deleted
+(``bigrec.train.manifest``). See ``docs/checkpoints.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -34,12 +38,14 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 import yaml
 from torch import nn
-from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.api import CheckpointException
 
 from bigrec.config import Config
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
+from bigrec.train import manifest
+from bigrec.train.distributed import raise_for_all
+from bigrec.train.safe_load import SafeFileSystemReader, SafeLoadPlanner, load_plain, read_dcp_metadata
 
 COMPLETE_MARKER = "COMPLETE"
 STEP_PREFIX = "step-"
@@ -66,17 +72,24 @@ def step_name(global_step: int) -> str:
 
 # ----------------------------------------------------------------------- saving
 def rng_state() -> dict:
-    """This process's random generators (torch CPU/CUDA, NumPy, Python)."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """This process's random generators (torch CPU/CUDA, NumPy, Python) as tensors and plain values."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+             "python": [version, list(internal), gauss_next]}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
+    """Inverse of :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -87,39 +100,66 @@ def save_checkpoint(directory: str | Path, model: nn.Module, optimizer=None, *, 
     """Write a checkpoint to ``directory`` atomically (collective: every rank calls it).
 
     ``extra`` (the same on every rank) goes to ``meta.json``; ``rank_state`` (this
-    rank's RNG states, data position...) to ``ranks/rank-<r>.pt``.
+    rank's RNG states, data position...: tensors and plain values) to ``ranks/rank-<r>.pt``.
     """
     final = Path(directory)
     staging = final.with_name(final.name + STAGING_SUFFIX)
     rank = _rank()
-    if rank == 0 and staging.exists():
-        shutil.rmtree(staging)
-    _barrier()
+    raise_for_all(_make_staging(staging, final) if rank == 0 else None)
+    written = []
     if rank_state is not None:
         (staging / "ranks").mkdir(parents=True, exist_ok=True)
-        torch.save(rank_state, staging / "ranks" / f"rank-{rank:05d}.pt")
+        written.append(f"ranks/rank-{rank:05d}.pt")
+        torch.save(rank_state, staging / written[-1])
     state = {"model": model.state_dict()}
     if optimizer is not None:
         state["optim"] = optimizer.state_dict()
     dcp.save(state, checkpoint_id=str(staging))  # ends with a gather: every rank's files are written
+    written += sorted(p.name for p in staging.glob(f"__{rank}_*.distcp"))
+    entries = _gather_digests(manifest.digests(staging, written))
     if rank == 0:
         schema.save(staging / "schema.json")
         (staging / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         if plan is not None:
             (staging / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
         (staging / "meta.json").write_text(json.dumps(extra or {}, indent=2) + "\n")
+        names = [".metadata", "schema.json", "config.yaml", "meta.json"] + (["plan.json"] if plan is not None else [])
+        entries.update(manifest.digests(staging, names))
+        manifest.write(staging, entries)
         (staging / COMPLETE_MARKER).write_text("ok\n")
-        if final.exists():
-            shutil.rmtree(final)
+        (staging / manifest.STAGING_MARKER).unlink()
+        manifest.remove_owned(final)
         staging.rename(final)
     _barrier()
     return final
 
 
+def _make_staging(staging: Path, final: Path) -> Optional[str]:
+    """Rank 0: an empty ``staging`` directory marked as bigrec's; the problem if a foreign file is in the way."""
+    for path in (staging, final):
+        left = manifest.remove_owned(path) if path is staging else manifest.foreign_files(path)
+        if left:
+            return (f"cannot write checkpoint {final}: {path} holds file(s) bigrec did not write "
+                    f"{left[:5]}; move them away")
+    staging.mkdir(parents=True)
+    (staging / manifest.STAGING_MARKER).write_text("")
+    return None
+
+
+def _gather_digests(local: dict) -> dict:
+    """Rank 0 gets every rank's file digests (other ranks get their own back)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return dict(local)
+    parts = [None] * dist.get_world_size() if _rank() == 0 else None
+    dist.gather_object(local, parts, dst=0)
+    return {name: entry for part in parts or [local] for name, entry in part.items()}
+
+
 def prune(root: str | Path, keep_last: int) -> None:
     """Keep the newest ``keep_last`` complete ``step-*`` checkpoints under ``root``; drop stale ``.tmp`` ones.
 
-    Rank 0 only, between two saves (no save is in flight).
+    Rank 0 only, between two saves (no save is in flight). Only files bigrec wrote
+    are deleted; a directory holding others is kept with a warning.
     """
     complete, stale = [], []
     for path in Path(root).iterdir() if Path(root).is_dir() else ():
@@ -131,29 +171,45 @@ def prune(root: str | Path, keep_last: int) -> None:
         else:
             complete.append((int(match.group(1)), path))
     complete.sort()
-    for _, path in complete[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(path, ignore_errors=True)
+    for path in [path for _, path in complete[:-keep_last]] if keep_last > 0 else []:
+        _remove(path)
     for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
+    left = manifest.remove_owned(path)
+    if left:
+        warnings.warn(f"kept {path}: it holds file(s) bigrec did not write ({left[:5]})", CheckpointWarning,
+                      stacklevel=3)
 
 
 # ---------------------------------------------------------------------- finding
-def verify(directory: str | Path) -> None:
-    """Check a checkpoint is complete and every shard file it lists exists (ConfigError naming the file)."""
+def verify(directory: str | Path, hashes: bool = True) -> None:
+    """Check a checkpoint is complete and intact (ConfigError naming the file otherwise).
+
+    The manifest is checked first (sizes, and with ``hashes`` every SHA-256);
+    only then is the DCP index read, and every shard it names must be in the
+    manifest. Collective when a process group of several ranks exists and
+    ``hashes`` is set: every rank calls it and hashes a share of the files.
+    """
     path = Path(directory)
     if not path.is_dir():
         raise ConfigError(f"checkpoint {path}: directory not found")
     if path.name.endswith(STAGING_SUFFIX) or not (path / COMPLETE_MARKER).exists():
         raise ConfigError(f"checkpoint {path} is incomplete (no {COMPLETE_MARKER} marker): it was interrupted "
                           f"while being written")
-    if not (path / ".metadata").exists():
+    files = manifest.check(path, hashes)
+    if ".metadata" not in files:
         raise ConfigError(f"checkpoint {path}: the DCP index file .metadata is missing")
+    if not hashes:
+        return
     metadata = _read_metadata(path)
-    files = sorted({info.relative_path for info in (metadata.storage_data or {}).values()})
-    missing = [name for name in files if not (path / name).exists()]
-    if missing:
-        raise ConfigError(f"checkpoint {path}: shard file(s) {missing} are missing "
-                          f"({len(files) - len(missing)} of {len(files)} present)")
+    named = sorted({info.relative_path for info in (metadata.storage_data or {}).values()})
+    unlisted = [name for name in named if name not in files]
+    if unlisted:
+        raise manifest.IntegrityError(f"checkpoint {path}: its DCP index names shard file(s) {unlisted[:5]} "
+                                      f"that its manifest does not list")
 
 
 def find_latest(root: str | Path) -> Optional[Path]:
@@ -179,8 +235,15 @@ def read_meta(directory: str | Path) -> dict:
 
 
 def read_rank_state(directory: str | Path, rank: int) -> Optional[dict]:
+    """This rank's RNG states and data position (tensors and plain values only; nothing else is loaded)."""
     path = Path(directory) / "ranks" / f"rank-{rank:05d}.pt"
-    return torch.load(path, weights_only=False) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return load_plain(path)
+    except Exception as exc:  # noqa: BLE001 - refused or unreadable: one line naming the file
+        raise ConfigError(f"checkpoint {directory}: {path.name} is refused or unreadable: it must hold tensors "
+                          f"and plain values only ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
 
 
 # --------------------------------------------------------------------- checking
@@ -228,8 +291,9 @@ def check_compatible(directory: str | Path, schema: Schema, config: Config) -> N
 
 
 def _read_metadata(path: Path):
+    """The DCP index, unpickled with an allow-list (no code runs); read it only after :func:`verify`."""
     try:
-        return FileSystemReader(str(path)).read_metadata()
+        return read_dcp_metadata(path / ".metadata")
     except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable index
         raise ConfigError(f"checkpoint {path}: cannot read the DCP index .metadata ({type(exc).__name__}: {exc})") \
             from None
@@ -262,17 +326,21 @@ def check_model_fits(directory: str | Path, model_state: dict) -> None:
 # ---------------------------------------------------------------------- loading
 def _load(state: dict, path: Path) -> None:
     try:
-        dcp.load(state, checkpoint_id=str(path))
+        dcp.load(state, storage_reader=SafeFileSystemReader(str(path)), planner=SafeLoadPlanner())
     except CheckpointException as exc:
         failures = "; ".join(f"rank {r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                              for r, e in list(exc.failures.items())[:2])
         raise ConfigError(f"checkpoint {path}: loading failed ({failures})") from None
 
 
-def load_model_state(directory: str | Path, model: nn.Module) -> None:
-    """Load the model weights of a checkpoint into ``model`` (any sharding, any world size)."""
+def load_model_state(directory: str | Path, model: nn.Module, verified: bool = False) -> None:
+    """Load the model weights of a checkpoint into ``model`` (any sharding, any world size).
+
+    ``verified``: the caller has just run :func:`verify` on it.
+    """
     path = Path(directory)
-    verify(path)
+    if not verified:
+        verify(path)
     state = {"model": model.state_dict()}
     check_model_fits(path, state["model"])
     _load(state, path)
@@ -288,15 +356,17 @@ def _state_table(param_key: str) -> str:
     return match.group(1) if match else param_key.partition(".")[2]
 
 
-def load_training_state(directory: str | Path, model: nn.Module, optimizer) -> list[str]:
+def load_training_state(directory: str | Path, model: nn.Module, optimizer, verified: bool = False) -> list[str]:
     """Load model and optimizer state; return the tables whose optimizer state was re-initialised.
 
     Optimizer state whose key or shape changed with the plan (a column-wise table
     split differently, a table moved between data-parallel and model-parallel)
-    keeps its fresh initial value and the table is named in a warning.
+    keeps its fresh initial value and the table is named in a warning. ``verified``
+    as in :func:`load_model_state`.
     """
     path = Path(directory)
-    verify(path)
+    if not verified:
+        verify(path)
     if hasattr(optimizer, "init_state"):
         optimizer.init_state()  # materialise lazy state so DCP has tensors to load into
     model_state = model.state_dict()

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -78,6 +79,19 @@ def init_process_group(env: DistEnv, timeout_s: float = 600.0) -> dist.ProcessGr
         dist.init_process_group(backend=env.backend, store=store, rank=env.rank, world_size=env.world_size,
                                 timeout=timeout)
     return dist.group.WORLD
+
+
+def raise_for_all(problem: Optional[str]) -> None:
+    """Raise rank 0's ``problem`` (a ConfigError message, or None) on every rank (collective; a barrier too).
+
+    For checks only rank 0 can make (files it owns): the whole job stops with one message.
+    """
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        box = [problem]
+        dist.broadcast_object_list(box, src=0)
+        problem = box[0]
+    if problem:
+        raise ConfigError(problem)
 
 
 def destroy_process_group() -> None:

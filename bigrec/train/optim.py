@@ -70,10 +70,16 @@ def attach_sparse_optimizer(module: nn.Module, config: OptimizerConfig, compute_
         apply_optimizer_in_backward(SPARSE_OPTIMIZERS[name], params, _kwargs(config, name))
 
 
-def make_dense_optimizer(model: nn.Module, config: OptimizerConfig) -> KeyedOptimizer:
+def check_dense_optimizer(config: OptimizerConfig) -> str:
+    """The dense optimizer's registered name (ConfigError listing the known ones)."""
     name = config.name.lower()
     if name not in DENSE_OPTIMIZERS:
         raise ConfigError(f"trainer.dense_optimizer.name '{config.name}' is not one of {sorted(DENSE_OPTIMIZERS)}")
+    return name
+
+
+def make_dense_optimizer(model: nn.Module, config: OptimizerConfig) -> KeyedOptimizer:
+    name = check_dense_optimizer(config)
     params = dict(in_backward_optimizer_filter(model.named_parameters()))
     return KeyedOptimizerWrapper(params, lambda p: DENSE_OPTIMIZERS[name](p, **_kwargs(config, name)))
 

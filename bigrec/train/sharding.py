@@ -35,6 +35,7 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection, Embedding
 
 from bigrec.config import ShardingConfig
 from bigrec.errors import ConfigError
+from bigrec.train.plan_check import check_plan_file
 from bigrec.models.embeddings import embedding_tables
 
 ALL_SHARDING_TYPES = [t.value for t in ShardingType]
@@ -70,7 +71,6 @@ def make_sharders() -> list[ModuleSharder[nn.Module]]:
 
 KERNELS = [k.value for k in EmbeddingComputeKernel]
 UVM_CACHING = EmbeddingComputeKernel.FUSED_UVM_CACHING.value
-CPU_KERNELS = (FUSED, EmbeddingComputeKernel.DENSE.value)
 
 
 def table_feature_counts(module: nn.Module) -> dict[str, int]:
@@ -243,34 +243,15 @@ def save_plan(plan: ShardingPlan, path: str | Path, world_size: int, extra: Opti
 
 
 def load_plan(path: str | Path, module: nn.Module, world_size: int, device_type: str) -> ShardingPlan:
-    """Load a plan file and check it fits this model and world size (a ConfigError otherwise)."""
+    """Load a plan file and check it field by field against this model and job (a ConfigError otherwise)."""
     try:
         payload = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: plan file not found") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not a valid plan file ({exc})") from None
-    planned_world = payload.get("world_size")
-    if planned_world != world_size:
-        raise ConfigError(f"{path}: plan was made for {planned_world} rank(s) but this job has {world_size}; "
-                          f"re-run `bigrec plan` with --world-size {world_size}")
-    tables = embedding_tables(module)
-    planned = {table: (mpath, entry) for mpath, entries in payload["plan"].items() for table, entry in entries.items()}
-    if set(planned) != set(tables):
-        raise ConfigError(f"{path}: plan covers tables {sorted(planned)} but the model has {sorted(tables)}")
-    for table, (mpath, entry) in planned.items():
-        module_path, rows, dim, _ = tables[table]
-        if mpath != module_path:
-            raise ConfigError(f"{path}: table '{table}' is planned under '{mpath}' but lives at '{module_path}'")
-        if device_type == "cpu" and entry["compute_kernel"] not in CPU_KERNELS:
-            raise ConfigError(f"{path}: table '{table}' uses the {entry['compute_kernel']} kernel, which has no CPU "
-                              f"implementation; plan for --device cpu (kernels {list(CPU_KERNELS)})")
-        if any(r >= world_size for r in entry["ranks"]):
-            raise ConfigError(f"{path}: table '{table}' is placed on rank(s) {entry['ranks']} >= {world_size}")
-        covered = sum(s["sizes"][0] * s["sizes"][1] for s in entry["shards"])
-        if entry["shards"] and covered != rows * dim:
-            raise ConfigError(f"{path}: table '{table}' shards cover {covered} values but the table is "
-                              f"{rows} x {dim}; the model or schema changed since planning")
+    check_plan_file(payload, str(path), embedding_tables(module), {False: BagSharder(), True: SequenceSharder()},
+                    world_size, device_type)
     return plan_from_dict(payload["plan"], device_type)
 
 

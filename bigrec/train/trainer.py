@@ -12,9 +12,15 @@
    a DCP checkpoint at epoch end (and of the best model);
 6. test metrics of the best model, written to ``metrics.json``.
 
+SIGTERM/SIGINT stop training after the current step with a checkpoint at that
+exact position (``bigrec.train.preemption``). Rank 0 locks ``trainer.output_dir``
+for the life of the run (``bigrec.train.output_dir``).
+
 Fault injection (tests of rank failure): with ``BIGREC_FAULT_AT_STEP=N`` in the
 environment, rank ``BIGREC_FAULT_RANK`` (default 1) SIGKILLs itself after global
-step N on the first torchrun attempt (``TORCHELASTIC_RESTART_COUNT`` 0) only.
+step N on the first torchrun attempt (``TORCHELASTIC_RESTART_COUNT`` 0) only;
+``BIGREC_FAULT_SIGNAL=TERM`` (or ``INT``) sends that signal instead, to itself, or
+with ``TERM:parent`` to its torchrun agent, which forwards it to every rank.
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ from tqdm import tqdm
 
 from bigrec.config import Config
 from bigrec.data.sequences import check_train_layout
+from bigrec.data.labels import binary_labels
 from bigrec.data.stream import ParquetBatches, make_loader, open_split, validate_rank_data
-from bigrec.errors import ConfigError
+from bigrec.errors import ConfigError, Preempted
 from bigrec.features import Schema
 from bigrec.models import build_model
 from bigrec.tasks import build_task
@@ -48,7 +55,10 @@ from bigrec.train import sharding
 from bigrec.train import checkpoint
 from bigrec.train.checkpoint import load_model_state, save_checkpoint
 from bigrec.train.distributed import DistEnv, init_process_group
-from bigrec.train.optim import LrSchedule, attach_sparse_optimizer, check_sparse_optimizer, lr_factor, make_optimizer
+from bigrec.train.optim import (LrSchedule, attach_sparse_optimizer, check_dense_optimizer, check_sparse_optimizer,
+                                lr_factor, make_optimizer)
+from bigrec.train.output_dir import claim_for_job
+from bigrec.train.preemption import Preemption
 
 
 PROGRESS_LINE_S = 10.0  # seconds between progress lines when stderr is not a terminal
@@ -71,10 +81,13 @@ def prepare(config: Config) -> Prepared:
         raise ConfigError("data.path is not set")
     schema = Schema.load(config.data.resolve("schema"))
     probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
-    task = build_task(probe, schema, config.task)
+    task = build_task(probe, schema, config.task, config.data)
     check_train_layout(schema, config.data.train, getattr(probe, "all_positions", False), config.model.name)
     check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
+    check_dense_optimizer(config.trainer.dense_optimizer)
     data = config.data
+    binary = getattr(task, "binary_columns", None)  # label tasks name their 0/1 columns
+    labels = binary_labels(binary, config.task.soft_labels) if binary else None
     splits = {}
     for split in ("train", "valid", "test"):
         spec = data.resolve(split)
@@ -83,7 +96,8 @@ def prepare(config: Config) -> Prepared:
         batch_size = data.batch_size if split == "train" else data.eval_batch_size
         splits[split] = open_split(spec, schema, batch_size, env.rank, env.world_size,
                                    shuffle_buffer=data.shuffle_buffer if split == "train" else 0,
-                                   seed=config.trainer.seed)
+                                   seed=config.trainer.seed, labels=labels,
+                                   label_check=getattr(task, "check_labels", None))
     if data.validate:
         for dataset in splits.values():
             validate_rank_data(dataset)
@@ -123,6 +137,9 @@ class Trainer:
         self.output_dir = Path(config.trainer.output_dir)
         self.inference = inference
         self.pg = init_process_group(env)
+        self.run_lock = None if inference else claim_for_job(self.output_dir, config.trainer.reuse_output_dir,
+                                                             env.is_main)
+        self.preemption = Preemption()
         torch.manual_seed(config.trainer.seed)
 
         model = build_model(config.model.name, self.schema, config.model.params, device=torch.device("meta"))
@@ -223,6 +240,8 @@ class Trainer:
             if every and self.global_step % every == 0 and self.progress.batches_done < num_steps:
                 self.save_step()  # the epoch-end checkpoint follows validation in fit()
             self._inject_fault()
+            if self.preemption.poll():
+                raise self._preempted(self.save_step())
             if self.global_step % self.config.trainer.log_every == 0:
                 now = time.perf_counter()
                 samples_per_s = window_steps * rows_per_step / max(now - window_start, 1e-9)
@@ -242,7 +261,7 @@ class Trainer:
     def evaluate(self, split: str) -> dict[str, float]:
         dataset = self.splits[split]
         self.model.eval()
-        metrics = self.task.make_metrics(self.model, self.env.device)
+        metrics = self.task.make_metrics(self.model, self.env.device, split)
         loader = make_loader(dataset, self.config.data.num_workers)
         for output in self._steps(loader, len(dataset)):
             metrics.update(output)
@@ -278,7 +297,9 @@ class Trainer:
                     self._print(f"early stopping: valid {stop.metric} did not improve for {stop.patience} epoch(s)")
                     progress.stopped = True
             history.append(record)
-            self.save_step()
+            path = self.save_step()
+            if self.preemption.agreed():
+                raise self._preempted(path)
             if progress.stopped:
                 break
         final = self.save("final", len(history) - 1)
@@ -291,10 +312,23 @@ class Trainer:
             self._print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
         if self.env.is_main:
             (self.output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-            self.writer.close()
             self._print(f"TensorBoard logs: {self.output_dir / 'tensorboard'}\ncheckpoint: {final}\n"
                         f"metrics: {self.output_dir / 'metrics.json'}")
+        self.close()
         return result
+
+    def close(self) -> None:
+        """Flush TensorBoard and release the output directory (also after an error or a preemption)."""
+        if self.writer is not None:
+            self.writer.close()
+        if self.run_lock is not None:
+            self.run_lock.release()
+
+    def _preempted(self, path: Path) -> Preempted:
+        progress = self.progress
+        return Preempted(f"stopped by {self.preemption.describe()} at epoch {progress.epoch + 1}, batch "
+                         f"{progress.batches_done}, global step {self.global_step}; checkpoint {path} (resume with "
+                         f"trainer.resume=auto)", self.preemption.exit_status())
 
     def save(self, name: str, epoch: int) -> Path:
         return save_checkpoint(self.checkpoint_root / name, self.model, self.optimizer,
@@ -350,7 +384,7 @@ class Trainer:
                               f"{progress.batches_done}); resuming there needs the same data order, but "
                               + ", ".join(f"{k} was {a}, is {b}" for k, (a, b) in changed.items())
                               + "; resume from an epoch-end checkpoint instead")
-        checkpoint.load_training_state(path, self.model, self.optimizer)
+        checkpoint.load_training_state(path, self.model, self.optimizer, verified=True)
         self.global_step = int(meta["global_step"])
         self.schedule.load_state_dict(meta["schedule"])
         self.progress = progress
@@ -387,7 +421,8 @@ class Trainer:
         at = os.environ.get("BIGREC_FAULT_AT_STEP")
         if (at and self.global_step == int(at) and restart_count() == 0
                 and self.env.rank == int(os.environ.get("BIGREC_FAULT_RANK", "1"))):
-            os.kill(os.getpid(), signal.SIGKILL)
+            name, _, target = os.environ.get("BIGREC_FAULT_SIGNAL", "KILL").partition(":")
+            os.kill(os.getppid() if target == "parent" else os.getpid(), getattr(signal, f"SIG{name}"))
 
     # -------------------------------------------------------------- output
     def _log(self, prefix: str, values: dict[str, float], step: Optional[int] = None) -> None:
@@ -406,7 +441,9 @@ def train(config: Config) -> dict:
     prepared = prepare(config)
     trainer = Trainer(config, prepared)
     try:
-        return trainer.fit()
+        with trainer.preemption:
+            return trainer.fit()
     finally:
+        trainer.close()
         if dist.is_initialized():
             dist.barrier()

@@ -6,11 +6,11 @@ import json
 
 import torch
 
+from bigrec.config import TaskConfig
 from bigrec.data.synthetic_sequences import build_schema
 from bigrec.models import build_model
-from bigrec.tasks.retrieval.baselines import most_popular_metrics
 from tests.model_training import fit_and_evaluate
-from tests.test_recall import markov  # noqa: F401 - the fixture (Markov sequences, 200 items)
+from tests.test_recall import _most_popular, markov  # noqa: F401 - the fixture (Markov sequences, 200 items)
 from tests.test_sequence_training import NONE, _batch, assert_reaches_user
 
 SMALL = {"hidden_size": 32, "embedding_dim": 16, "dropout_rate": 0.0}
@@ -50,12 +50,12 @@ def test_order_padding_and_empty_history():
 
 
 def test_gru4rec_learns_markov_transitions_beyond_order_free_mean(markov):
-    popular = most_popular_metrics(str(markov / "train.parquet"), str(markov / "test.parquet"), 201)["recall@10"]
+    popular = _most_popular(markov)["recall@10"]
     fit = dict(epochs=3, batch_size=64, lr=0.01, train="train_sequences")
-    gru = fit_and_evaluate(markov, "gru4rec", SMALL, options=BPR_MAX, **fit)["recall@10"]
-    mean = fit_and_evaluate(markov, "gru4rec", dict(SMALL, order_free=True), options=BPR_MAX, **fit)["recall@10"]
-    top1 = fit_and_evaluate(markov, "gru4rec", SMALL, options={"loss": "top1_max", "num_negatives": 64},
-                            **fit)["recall@10"]
+    bpr_max, top1_max = TaskConfig(options=BPR_MAX), TaskConfig(options={"loss": "top1_max", "num_negatives": 64})
+    gru = fit_and_evaluate(markov, "gru4rec", SMALL, task=bpr_max, **fit)["recall@10"]
+    mean = fit_and_evaluate(markov, "gru4rec", dict(SMALL, order_free=True), task=bpr_max, **fit)["recall@10"]
+    top1 = fit_and_evaluate(markov, "gru4rec", SMALL, task=top1_max, **fit)["recall@10"]
     print(json.dumps({"gru4rec_bpr_max": gru, "order_free": mean, "gru4rec_top1_max": top1, "popular": popular}))
     assert gru > popular + 0.2 and top1 > popular + 0.2
     assert gru > mean + 0.1

@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
+from bigrec.config import TaskConfig
 from bigrec.data.synthetic_sequences import build_schema, generate_sequences
 from bigrec.models import build_model
-from bigrec.tasks.retrieval.baselines import most_popular_metrics
 from tests.model_training import fit_and_evaluate
+from tests.test_recall import _most_popular
 from tests.test_sequence_training import NONE, _batch, assert_reaches_user
 
 SMALL = {"hidden_size": 32, "attention_size": 16, "embedding_dim": 16, "dropout_rate": 0.0}
@@ -58,8 +59,8 @@ def purpose(tmp_path_factory):
 
 
 def test_narm_finds_the_main_purpose_beyond_its_global_encoder(purpose):
-    popular = most_popular_metrics(str(purpose / "train.parquet"), str(purpose / "test.parquet"), 301)["recall@10"]
-    fit = dict(epochs=5, batch_size=64, lr=0.02, train="train_sequences", options={"loss": "full"})
+    popular = _most_popular(purpose)["recall@10"]
+    fit = dict(epochs=5, batch_size=64, lr=0.02, train="train_sequences", task=TaskConfig(options={"loss": "full"}))
     narm = fit_and_evaluate(purpose, "narm", SMALL, **fit)["recall@10"]
     global_only = fit_and_evaluate(purpose, "narm", dict(SMALL, local_encoder=False), **fit)["recall@10"]
     print(json.dumps({"narm": narm, "global_encoder_only": global_only, "popular": popular}))

@@ -3,10 +3,11 @@
     python tools/bench/models_recall.py quality      # -> docs/models.md, section "Recall"
     python tools/bench/models_recall.py throughput   # -> docs/benchmarks.md, section "Recall"
 
-``quality`` trains every model of :data:`QUALITY` with its ``configs/recall/<model>_ml100k.yaml``
-and ``<model>_synthetic.yaml`` (one rank, 3 seeds) and scores the most-popular baseline
-on the same leave-last-out protocol (Recall/NDCG/MRR@10 on the test split, seen items
-excluded); mean and standard deviation over seeds.
+``quality`` trains SASRec, GRU4Rec, NARM, DSSM and DSSM with item features with
+``configs/recall/*_ml100k.yaml``, and the sequence models and DSSM with
+``configs/recall/*_synthetic.yaml`` (one rank, seeds 0, 1, 2), and scores the
+most-popular baseline on the same leave-last-out protocol (Recall/NDCG/MRR@10
+on the test split, each user's train and valid items excluded).
 ``throughput`` measures training samples/s at 1 and 2 gloo ranks on synthetic
 sequences, and full-ranking evaluation users/s of SASRec with 1,682 and
 1,000,000 items (sampled softmax in training, sharded scoring in evaluation);
@@ -16,14 +17,12 @@ ratios are against the 1-rank / 1,682-item runs of the same script.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -42,99 +41,99 @@ def replace_section(path: Path, heading: str, body: str) -> None:
     path.write_text(text.rstrip() + "\n")
 
 
-QUALITY = {  # data set -> (data directory, models trained with configs/recall/<model>_<suffix>.yaml)
-    "MovieLens-100k": ("data/ml-100k/recall", "ml100k", ("sasrec", "gru4rec", "narm", "dssm")),
-    "synthetic Markov sequences": ("data/synthetic/sequences", "synthetic", ("sasrec", "gru4rec", "narm", "dssm")),
-}
+QUALITY_RUNS = (  # (row label, config, overrides)
+    ("sasrec", "sasrec_ml100k", []),
+    ("gru4rec", "gru4rec_ml100k", []),
+    ("narm", "narm_ml100k", []),
+    ("dssm", "dssm_ml100k", []),
+    ("dssm + item features (genres, year)", "dssm_ml100k", ["model.item_features=[item_id,genres,year]"]),
+)
+SYNTHETIC_RUNS = tuple((name, f"{name}_synthetic", []) for name in ("sasrec", "gru4rec", "narm", "dssm"))
+SEEDS = (0, 1, 2)
 
 
-def _ensure_data(data: Path) -> None:
-    from bigrec.data.movielens import prepare_movielens
-    from bigrec.data.synthetic_sequences import generate_sequences
+def _train_quality(label: str, config_name: str, overrides: list, seed: int, epochs: int, out: str,
+                   results: Path, data: Path = ROOT / "data/ml-100k/recall") -> dict:
+    """Train one (config, seed) on one rank; the result is kept in ``results`` (reused when present)."""
+    import json
 
-    if (data / "schema.json").exists():
-        return
-    if data.parent.name == "ml-100k":
-        prepare_movielens(ROOT / "data/raw/ml-100k", data.parent)
-    else:
-        generate_sequences(data)  # the defaults of `bigrec data synthetic-sequences`
-
-
-def _mean_spread(values: list[float]) -> str:
-    import statistics
-
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
-
-
-RUNS = ROOT / "runs/bench/models_recall"  # one JSON per (data set, model, seed) run
-KEYS = ("recall@10", "ndcg@10", "mrr@10")
-
-
-def run_path(suffix: str, model: str, seed: int) -> Path:
-    return RUNS / f"{suffix}_{model}_{seed}.json"
-
-
-def train_runs(seeds: list[int], epochs: Optional[int], models: Optional[list[str]],
-               data_sets: Optional[list[str]]) -> None:
-    """Train each selected (data set, model, seed) whose result file is missing (one rank); store the test metrics.
-
-    Runs are independent, so several processes may share the work (``--models``, ``--data``, ``--seeds``).
-    """
     from bigrec.config import load_config
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
-    RUNS.mkdir(parents=True, exist_ok=True)
+    cached = results / f"{config_name}{'-features' if overrides else ''}-seed{seed}-epochs{epochs}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    config = load_config(ROOT / f"configs/recall/{config_name}.yaml",
+                         overrides + [f"trainer.epochs={epochs}", f"trainer.seed={seed}",
+                                      f"trainer.output_dir={out}/{config_name}-{seed}", "trainer.progress_bar=false",
+                                      "sharding.print_plan=false", f"data.path={data}"])
+    started = time.perf_counter()
+    result = train(config)
+    destroy_process_group()
+    row = {"label": label, "seed": seed, "test": result["test"], "best_epoch": result["best_epoch"],
+           "seconds": time.perf_counter() - started}
+    results.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(row) + "\n")
+    return row
+
+
+def _spread(values: list[float], digits: int = 4) -> str:
+    """``mean ± standard deviation`` (sample, n - 1) of ``values``."""
+    import statistics
+
+    mean = statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def quality(epochs: int, results: Path) -> str:
+    lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items). Every item of the user's training",
+             "interactions and the valid item are excluded from the ranking (the same for every model and the",
+             "baseline); a target ranks after every item scoring at least as high as it (ties count against it).",
+             f"{epochs} epoch(s) per run, configs/recall/*_ml100k.yaml, mean ± standard deviation over seeds "
+             f"{', '.join(map(str, SEEDS))}.",
+             "Regenerate: `python tools/bench/models_recall.py quality --epochs N`.", "",
+             "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as out:
-        for path, suffix, names in QUALITY.values():
-            if data_sets and suffix not in data_sets:
-                continue
-            data = ROOT / path
-            _ensure_data(data)
-            for name in names:
-                for seed in seeds:
-                    if (models and name not in models) or run_path(suffix, name, seed).exists():
-                        continue
-                    overrides = [f"trainer.output_dir={out}/{suffix}/{name}{seed}", f"trainer.seed={seed}",
-                                 "trainer.progress_bar=false", "sharding.print_plan=false", f"data.path={data}"]
-                    config = load_config(ROOT / f"configs/recall/{name}_{suffix}.yaml",
-                                         overrides + ([f"trainer.epochs={epochs}"] if epochs else []))
-                    started = time.perf_counter()
-                    result = train(config)
-                    run = {"test": result["test"], "best_epoch": result["best_epoch"],
-                           "train_s": time.perf_counter() - started}
-                    run_path(suffix, name, seed).write_text(json.dumps(run))
-                    print(suffix, name, seed, {k: round(result["test"][k], 4) for k in KEYS}, flush=True)
-        destroy_process_group()
+        for label, config_name, overrides in QUALITY_RUNS:
+            runs = [_train_quality(label, config_name, overrides, seed, epochs, out, results) for seed in SEEDS]
+            lines.append(_row(label, runs))
+        lines.append(_popular_row(ROOT / "data/ml-100k/recall"))
+        synthetic = ROOT / "data/synthetic/sequences"
+        if not (synthetic / "schema.json").exists():
+            from bigrec.data.synthetic_sequences import generate_sequences
+
+            generate_sequences(synthetic)  # the defaults of `bigrec data synthetic-sequences`
+        lines += ["", "Synthetic Markov sequences (`bigrec data synthetic-sequences`: 5,000 users, 1,000 items; the "
+                      "next item's cluster follows the last one's), configs/recall/*_synthetic.yaml, the same "
+                      "protocol; DSSM reads the mean of the history (the order-free baseline):", "",
+                  "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
+        for label, config_name, overrides in SYNTHETIC_RUNS:
+            runs = [_train_quality(label, config_name, overrides, seed, epochs, out, results, synthetic)
+                    for seed in SEEDS]
+            lines.append(_row(label, runs))
+        lines.append(_popular_row(synthetic))
+    return "\n".join(lines)
 
 
-def quality_table() -> str:
-    """The recall table from every stored run, and most-popular, per data set."""
+def _row(label: str, runs: list[dict]) -> str:
+    tests = [run["test"] for run in runs]
+    return (f"| {label} | " + " | ".join(_spread([t[m] for t in tests]) for m in ("recall@10", "ndcg@10", "mrr@10"))
+            + f" | {', '.join(str(run['best_epoch']) for run in runs)} | "
+            f"{_spread([run['seconds'] for run in runs], 0)} s |")
+
+
+def _popular_row(data: Path) -> str:
+    from bigrec.data.seen import SeenItems
     from bigrec.features import Schema
     from bigrec.tasks.retrieval.baselines import most_popular_metrics
 
-    lines = ["Leave-last-out, test split, full ranking over all items with the user's earlier items excluded;",
-             "mean ± standard deviation over the seeds run (count in the last column), one rank, each model's",
-             "`configs/recall/<model>_<data>.yaml` with early stopping on the validation split. Sequence models",
-             "train every position in one pass (`train_sequences.parquet`).",
-             "Regenerate: `python tools/bench/models_recall.py quality` (runs may be split over processes with",
-             "`--models`, `--data`, `--seeds`; stored under `runs/bench/models_recall/`).", ""]
-    for title, (path, suffix, names) in QUALITY.items():
-        data = ROOT / path
-        lines += [f"**{title}**", "", "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time | seeds |",
-                  "|---|---|---|---|---|---|---|"]
-        for name in names:
-            runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"{suffix}_{name}_*.json"))]
-            if runs:
-                lines.append(f"| {name} | " + " | ".join(_mean_spread([r["test"][k] for r in runs]) for k in KEYS)
-                             + f" | {sum(r['best_epoch'] for r in runs) / len(runs):.1f} | "
-                             f"{sum(r['train_s'] for r in runs) / len(runs):.0f} s | {len(runs)} |")
-        if (data / "schema.json").exists():
-            num_items = Schema.load(data / "schema.json")["item_id"].vocab_size
-            popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), num_items)
-            lines += ["| most-popular | " + " | ".join(f"{popular[k]:.4f}" for k in KEYS) + " | - | - | - |"]
-        lines.append("")
-    return "\n".join(lines)
+    schema = Schema.load(data / "schema.json")
+    seen = SeenItems.from_splits([str(data / "train.parquet"), str(data / "valid.parquet")], schema)
+    popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), schema, seen)
+    return (f"| most-popular (deterministic) | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
+            f"{popular['mrr@10']:.4f} | - | - |")
 
 
 def _synthetic(path: Path, items: int, users: int) -> None:
@@ -222,19 +221,18 @@ def throughput(steps: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["quality", "throughput"])
-    parser.add_argument("--epochs", type=int, default=None, help="quality: at most this many epochs (default: "
-                                                                  "each config's)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: seeds per model")
-    parser.add_argument("--models", nargs="+", help="quality: only these models")
-    parser.add_argument("--data", nargs="+", choices=["ml100k", "synthetic"], help="quality: only these data sets")
+    parser.add_argument("--epochs", type=int, default=10, help="quality: epochs per model")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="quality: keep each run's result here and reuse those present (default: none kept)")
     parser.add_argument("--steps", type=int, default=60, help="throughput: training steps per run")
     args = parser.parse_args()
     from bigrec.logs import quiet_third_party
 
     quiet_third_party()
     if args.what == "quality":
-        train_runs(args.seeds, args.epochs, args.models, args.data)
-        replace_section(ROOT / "docs/models.md", "Recall", quality_table())
+        with tempfile.TemporaryDirectory() as scratch:
+            body = quality(args.epochs, args.results or Path(scratch))
+        replace_section(ROOT / "docs/models.md", "Recall", body)
     else:
         replace_section(ROOT / "docs/benchmarks.md", "Recall", throughput(args.steps))
 

@@ -18,14 +18,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from torch import nn
 
 from bigrec.batch import Batch
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.embeddings import FeatureEmbeddings
 from bigrec.models.recall import RecallModel, RecallOutput
-from bigrec.models.recall.candidates import CANDIDATES, with_candidate_lookup
 from bigrec.models.sequence import last_state, next_item_targets
 
 
@@ -63,20 +61,18 @@ class SequentialRecallModel(RecallModel):
         if embedding_dim < 4 or embedding_dim % 4:
             raise ConfigError(f"{model}: the item vector size {embedding_dim} must be a positive multiple of 4")
         self.all_positions = bool(all_positions)
-        self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature, CANDIDATES],
+        self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature] + self.candidates.keys,
                                             embedding_dim=embedding_dim, device=device)
 
-    def item_table(self) -> nn.Module:
-        return self.embeddings.sequences[0]
-
     def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.item_rows(ids)
+        return self.item_inputs(ids)[0]
 
     def embed(self, batch: Batch, candidate_ids: torch.Tensor) -> EmbeddedHistory:
         """Look the history, the target and ``candidate_ids [M]`` up in one call of the item table."""
-        embedded = self.embeddings(with_candidate_lookup(batch, candidate_ids))
-        return EmbeddedHistory(embedded.sequences[self.history_feature], embedded.masks[self.history_feature],
-                               embedded.pooled[self.item_feature], embedded.pooled[CANDIDATES])
+        inputs = self.candidates.embed(self.embeddings, batch, candidate_ids)
+        history = self.history_feature
+        return EmbeddedHistory(inputs.batch.sequences[history], inputs.batch.masks[history], inputs.targets[0],
+                               inputs.candidates[0])
 
     def trains_all_positions(self) -> bool:
         """Whether this forward trains every history position (``all_positions`` in training mode)."""
