@@ -47,7 +47,8 @@ def _tiny_multitask(output_dir: Path, seed: int) -> None:
 def _tiny_sequences(output_dir: Path, seed: int) -> None:
     from bigrec.data.synthetic_sequences import generate_sequences
 
-    generate_sequences(output_dir, num_users=600, num_items=200, num_clusters=10, min_length=5, max_length=15,
+    # 800 users: the parity run of one-pass models needs 768 rows of train_sequences.parquet (one per user)
+    generate_sequences(output_dir, num_users=800, num_items=200, num_clusters=10, min_length=5, max_length=15,
                        history_len=20, seed=seed)
 
 

@@ -44,6 +44,7 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from tqdm import tqdm
 
 from bigrec.config import Config
+from bigrec.data.sequences import check_train_layout
 from bigrec.data.labels import binary_labels
 from bigrec.data.stream import ParquetBatches, make_loader, open_split, validate_rank_data
 from bigrec.errors import ConfigError, Preempted
@@ -81,6 +82,7 @@ def prepare(config: Config) -> Prepared:
     schema = Schema.load(config.data.resolve("schema"))
     probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
     task = build_task(probe, schema, config.task, config.data)
+    check_train_layout(schema, config.data.train, getattr(probe, "all_positions", False), config.model.name)
     check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
     check_dense_optimizer(config.trainer.dense_optimizer)
     data = config.data

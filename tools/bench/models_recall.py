@@ -4,8 +4,9 @@
     python tools/bench/models_recall.py proofs       # -> docs/models.md, section "Recall: planted signals"
     python tools/bench/models_recall.py throughput   # -> docs/benchmarks.md, section "Recall"
 
-``quality`` trains SASRec, DSSM and DSSM with item features with
-``configs/recall/*_ml100k.yaml`` (one rank, seeds 0, 1, 2) and scores the
+``quality`` trains SASRec, GRU4Rec, NARM, DSSM and DSSM with item features with
+``configs/recall/*_ml100k.yaml``, and the sequence models and DSSM with
+``configs/recall/*_synthetic.yaml`` (one rank, seeds 0, 1, 2), and scores the
 most-popular baseline on the same leave-last-out protocol (Recall/NDCG/MRR@10
 on the test split, each user's train and valid items excluded), then YouTube DNN,
 Facebook DSSM and MIND the same way.
@@ -47,17 +48,20 @@ def replace_section(path: Path, heading: str, body: str) -> None:
 
 QUALITY_RUNS = (  # (row label, config, overrides)
     ("sasrec", "sasrec_ml100k", []),
+    ("gru4rec", "gru4rec_ml100k", []),
+    ("narm", "narm_ml100k", []),
     ("dssm", "dssm_ml100k", []),
     ("dssm + item features (genres, year)", "dssm_ml100k", ["model.item_features=[item_id,genres,year]"]),
     ("youtube_dnn", "youtube_dnn_ml100k", []),
     ("facebook_dssm", "facebook_dssm_ml100k", []),
     ("mind", "mind_ml100k", []),
 )
+SYNTHETIC_RUNS = tuple((name, f"{name}_synthetic", []) for name in ("sasrec", "gru4rec", "narm", "dssm"))
 SEEDS = (0, 1, 2)
 
 
 def _train_quality(label: str, config_name: str, overrides: list, seed: int, epochs: int, out: str,
-                   results: Path) -> dict:
+                   results: Path, data: Path = ROOT / "data/ml-100k/recall") -> dict:
     """Train one (config, seed) on one rank; the result is kept in ``results`` (reused when present)."""
     import json
 
@@ -71,7 +75,7 @@ def _train_quality(label: str, config_name: str, overrides: list, seed: int, epo
     config = load_config(ROOT / f"configs/recall/{config_name}.yaml",
                          overrides + [f"trainer.epochs={epochs}", f"trainer.seed={seed}",
                                       f"trainer.output_dir={out}/{config_name}-{seed}", "trainer.progress_bar=false",
-                                      "sharding.print_plan=false", f"data.path={ROOT / 'data/ml-100k/recall'}"])
+                                      "sharding.print_plan=false", f"data.path={data}"])
     started = time.perf_counter()
     result = train(config)
     destroy_process_group()
@@ -100,10 +104,6 @@ def _table_row(label: str, runs: list[dict]) -> str:
 
 
 def quality(epochs: int, results: Path) -> str:
-    from bigrec.data.seen import SeenItems
-    from bigrec.features import Schema
-    from bigrec.tasks.retrieval.baselines import most_popular_metrics
-
     lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items). Every item of the user's training",
              "interactions and the valid item are excluded from the ranking (the same for every model and the",
              "baseline); a target ranks after every item scoring at least as high as it (ties count against it).",
@@ -115,13 +115,34 @@ def quality(epochs: int, results: Path) -> str:
         for label, config_name, overrides in QUALITY_RUNS:
             runs = [_train_quality(label, config_name, overrides, seed, epochs, out, results) for seed in SEEDS]
             lines.append(_table_row(label, runs))
-    data = ROOT / "data/ml-100k/recall"
+        lines.append(_popular_row(ROOT / "data/ml-100k/recall"))
+        synthetic = ROOT / "data/synthetic/sequences"
+        if not (synthetic / "schema.json").exists():
+            from bigrec.data.synthetic_sequences import generate_sequences
+
+            generate_sequences(synthetic)  # the defaults of `bigrec data synthetic-sequences`
+        lines += ["", "Synthetic Markov sequences (`bigrec data synthetic-sequences`: 5,000 users, 1,000 items; the "
+                      "next item's cluster follows the last one's), configs/recall/*_synthetic.yaml, the same "
+                      "protocol; DSSM reads the mean of the history (the order-free baseline):", "",
+                  "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
+        for label, config_name, overrides in SYNTHETIC_RUNS:
+            runs = [_train_quality(label, config_name, overrides, seed, epochs, out, results, synthetic)
+                    for seed in SEEDS]
+            lines.append(_table_row(label, runs))
+        lines.append(_popular_row(synthetic))
+    return "\n".join(lines)
+
+
+def _popular_row(data: Path) -> str:
+    from bigrec.data.seen import SeenItems
+    from bigrec.features import Schema
+    from bigrec.tasks.retrieval.baselines import most_popular_metrics
+
     schema = Schema.load(data / "schema.json")
     seen = SeenItems.from_splits([str(data / "train.parquet"), str(data / "valid.parquet")], schema)
     popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), schema, seen)
-    lines.append(f"| most-popular (deterministic) | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
-                 f"{popular['mrr@10']:.4f} | - | - |")
-    return "\n".join(lines)
+    return (f"| most-popular (deterministic) | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
+            f"{popular['mrr@10']:.4f} | - | - |")
 
 
 PROOF_RUNS = (  # (row label, config, overrides): pairs differ only in the mechanism
@@ -175,11 +196,15 @@ def _synthetic(path: Path, items: int, users: int) -> None:
                            max_length=30, history_len=50)
 
 
+ONE_PASS = ("sasrec", "gru4rec", "narm")  # sequence models training every position: one row per sequence
+
+
 def _config(model: dict, data: Path, out: str, options: dict, steps: int):
     from bigrec.config import config_from_dict
 
+    train = "train_sequences.parquet" if model["name"] in ONE_PASS else "train.parquet"
     return config_from_dict({
-        "data": {"path": str(data), "batch_size": 256, "eval_batch_size": 1024},
+        "data": {"path": str(data), "train": train, "batch_size": 256, "eval_batch_size": 1024},
         "model": model, "task": {"options": options},
         "trainer": {"epochs": 1, "output_dir": out, "progress_bar": False, "log_every": 10_000,
                     "max_steps_per_epoch": steps, "early_stopping": {"metric": "recall@10"}},
@@ -225,7 +250,8 @@ def throughput(steps: int) -> str:
     small, large = work / "items_1682", work / "items_1m"
     _synthetic(small, 1682, 5000)
     _synthetic(large, 1_000_000, 3000)
-    lines = ["Synthetic Markov sequences, CPU, gloo, one OpenMP thread per rank, batch 256 per rank.",
+    lines = ["Synthetic Markov sequences, CPU, gloo, one OpenMP thread per rank, batch 256 rows per rank (for the",
+             "one-pass sequence models a row is a sequence window: samples/s counts windows, ~17 targets each).",
              "Regenerate: `python tools/bench/models_recall.py throughput`.", "",
              "| model | ranks | train samples/s | vs 1 rank |", "|---|---|---|---|"]
     for name in MODELS:

@@ -17,7 +17,14 @@ Every loss is an ``nn.Module`` with two methods the retrieval task calls per ste
                       candidates (online mining), plus with ``mining: offline`` a second term on
                       a negative mined per user from the model's top results once per epoch
                       (embedding-based retrieval, Huang et al., 2020; see ``mining.py``)
+``bpr_max``           GRU4Rec's BPR-max over in-batch and sampled negatives, each weighted by its
+                      softmax among the row's negatives, plus ``bpr_reg`` score regularisation
+``top1_max``          GRU4Rec's TOP1-max over the same softmax-weighted negatives
 ===================== ===========================================================================
+
+One-pass sequence models give a user vector per history position
+(``RecallOutput.position_targets``); :func:`flatten_positions` makes every real position
+a row before any loss sees it (:func:`position_loss`).
 
 Scores are dot products divided by the temperature; a user with K interest vectors
 ``[B, K, D]`` scores an item by its best interest (:func:`bigrec.models.output.score`).
@@ -26,6 +33,7 @@ Scores are dot products divided by the temperature; a user with K interest vecto
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Optional
 
 import torch
@@ -239,4 +247,85 @@ class MarginLoss(nn.Module):
         return losses.mean()
 
 
-LOSSES = {"full": FullSoftmax, "sampled": SampledSoftmax, "margin": MarginLoss}
+class SoftmaxWeightedRanking(SampledSoftmax):
+    """GRU4Rec's ranking losses (Hidasi & Karatzoglou, 2018): BPR-max and TOP1-max.
+
+    The candidates are those of :class:`SampledSoftmax` (no log-Q): each row's negatives
+    are the other rows' targets plus ``num_negatives`` sampled ids (its own item
+    excluded wherever it appears); each negative ``j`` is weighted
+    by ``w_j = softmax_j(s_j)`` over the row's negatives, so the loss focuses on the
+    negatives that score highest. With ``r`` the target's score (scores divided by
+    the temperature):
+
+    * ``bpr_max``: ``-log sum_j w_j sigmoid(r - s_j) + bpr_reg * sum_j w_j s_j^2``;
+    * ``top1_max``: ``sum_j w_j (sigmoid(s_j - r) + sigmoid(s_j^2))``.
+
+    A row without any negative adds 0. Returns the mean over rows.
+    """
+
+    def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], kind: str,
+                 num_negatives: int = 0, negative_sampler: str = "uniform", bpr_reg: float = 1.0,
+                 **_: object) -> None:
+        super().__init__(num_items, temperature, padding_item, num_negatives, negative_sampler, log_q=False)
+        self.kind = kind
+        self.bpr_reg = bpr_reg
+
+    def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+        self.sampler.observe(targets)
+        positive = paired_score(output.user, output.target)[:, None] / self.temperature  # [N, 1]
+        scores = score(output.user, torch.cat([output.target, output.candidates])) / self.temperature  # [N, N + M]
+        negative = torch.cat([targets, candidate_ids])[None, :] != targets[:, None]
+        weights = torch.softmax(scores.masked_fill(~negative, float("-inf")), dim=1).nan_to_num(0.0)
+        if self.kind == "bpr_max":
+            ranked = (weights * torch.sigmoid(positive - scores)).sum(dim=1)
+            losses = -torch.log(ranked + 1e-24) + self.bpr_reg * (weights * scores.square()).sum(dim=1)
+        else:
+            losses = (weights * (torch.sigmoid(scores - positive) + torch.sigmoid(scores.square()))).sum(dim=1)
+        return torch.where(negative.any(dim=1), losses, torch.zeros_like(losses)).mean()
+
+
+def flatten_positions(output: RecallOutput) -> tuple[RecallOutput, torch.Tensor]:
+    """One-pass sequence output -> one row per real position.
+
+    ``user [B, L, (K,) D]``, ``target [B, L, D]`` and ``position_targets [B, L]`` become
+    ``user [N, (K,) D]``, ``target [N, D]`` and target ids ``[N]`` for the N positions
+    whose target is not ``-1`` (padding never reaches a loss).
+    """
+    keep = output.position_targets >= 0
+    rows = RecallOutput(output.user[keep], output.target[keep], output.candidates, output.aux_losses, output.extras)
+    return rows, output.position_targets[keep]
+
+
+@torch.fx.wrap
+def global_mean_weight(rows: torch.Tensor) -> torch.Tensor:
+    """``[]`` ``W * n / n_total``: scales this rank's mean over its ``n`` rows to its share of the global mean.
+
+    With one-pass sequence training ranks hold different numbers of rows; after the
+    data-parallel gradient average over ``W`` ranks the weighted per-rank means equal
+    the mean over all rows of all ranks, as one rank training the global batch. 0 when
+    this rank has no row.
+    """
+    count = torch.tensor(float(rows.shape[0]), dtype=torch.float64, device=rows.device)
+    _, world_size = world()
+    total = count.clone()
+    if world_size > 1:
+        dist.all_reduce(total)
+    return (world_size * count / total.clamp(min=1.0)).float()
+
+
+def position_loss(loss_fn: nn.Module, output: RecallOutput, candidate_ids: torch.Tensor) -> torch.Tensor:
+    """``loss_fn`` over every real position of a one-pass output, as this rank's share of the global mean.
+
+    A batch without any real position (only empty histories) gives 0, not the NaN of a
+    mean over nothing. (Called here, not from the task: ``torch.fx.wrap`` patches calls
+    made in the declaring module only.)
+    """
+    rows, targets = flatten_positions(output)
+    weight = global_mean_weight(targets)
+    loss = loss_fn(rows, targets, candidate_ids)
+    return torch.where(weight > 0, loss * weight, torch.zeros_like(loss))
+
+
+LOSSES = {"full": FullSoftmax, "sampled": SampledSoftmax, "margin": MarginLoss,
+          "bpr_max": partial(SoftmaxWeightedRanking, kind="bpr_max"),
+          "top1_max": partial(SoftmaxWeightedRanking, kind="top1_max")}
