@@ -110,9 +110,26 @@ def pruned_sharding_types(rows: int, world_size: int) -> list[str]:
     return [t for t in ALL_SHARDING_TYPES if t not in dropped]
 
 
+def cpu_sharding_types(rows: int, is_sequence: bool, world_size: int) -> list[str]:
+    """The default sharding types of a table on CPU ranks.
+
+    TorchRec's planner models GPU costs; on CPU (gloo, one host) each all-to-all has a
+    fixed cost that dwarfs the lookup of a small table. A table of at most
+    ``MAX_REPLICATED_ROWS`` rows is therefore replicated (data-parallel: no input
+    all-to-all, one small gradient all-reduce) when it sits in an
+    ``EmbeddingBagCollection``, and kept whole on one rank (table-wise) in an
+    ``EmbeddingCollection``, where data-parallel is broken on CPU. Larger tables keep
+    the planner's choice among :func:`pruned_sharding_types`.
+    """
+    if rows <= MAX_REPLICATED_ROWS:
+        return [ShardingType.TABLE_WISE.value if is_sequence else ShardingType.DATA_PARALLEL.value]
+    return pruned_sharding_types(rows, world_size)
+
+
 def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels: Optional[list[str]] = None,
                      cache_load_factor: Optional[float] = None,
-                     prune_for_world_size: Optional[int] = None) -> dict[str, ParameterConstraints]:
+                     prune_for_world_size: Optional[int] = None,
+                     cpu_world_size: Optional[int] = None) -> dict[str, ParameterConstraints]:
     """Per-table planner constraints from ``sharding.sharding_types`` and ``sharding.tables``.
 
     Per-table keys: ``sharding_types``, ``compute_kernels`` (``fused``, ``fused_uvm``,
@@ -122,7 +139,9 @@ def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels:
     column-wise shard width), and any other ``ParameterConstraints`` field.
     ``default_kernels`` / ``cache_load_factor`` apply to tables that name none;
     ``prune_for_world_size`` restricts tables that name no sharding types to
-    :func:`pruned_sharding_types`.
+    :func:`pruned_sharding_types`; ``cpu_world_size`` (planning for CPU ranks) gives
+    tables with no ``sharding.tables`` entry :func:`cpu_sharding_types` when
+    ``sharding.sharding_types`` is not set.
     """
     tables = embedding_tables(module)
     feature_counts = table_feature_counts(module)
@@ -135,6 +154,8 @@ def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels:
         types = per_table.pop("sharding_types", config.sharding_types)
         if types is None and prune_for_world_size:
             types = pruned_sharding_types(tables[name][1], prune_for_world_size)
+        elif types is None and cpu_world_size and name not in config.tables:
+            types = cpu_sharding_types(tables[name][1], tables[name][3], cpu_world_size)
         kernels = per_table.pop("compute_kernels", default_kernels)
         load_factor = per_table.pop("cache_load_factor", cache_load_factor)
         if "pooling_factor" in per_table:
@@ -188,8 +209,13 @@ def make_planner(module: nn.Module, topology: Topology, batch_size: int, config:
 def plan_sharding(module: nn.Module, world_size: int, compute_device: str, batch_size: int,
                   config: ShardingConfig, local_world_size: Optional[int] = None,
                   process_group: Optional[torch.distributed.ProcessGroup] = None) -> ShardingPlan:
-    """Run TorchRec's planner; with a process group, rank 0 plans and broadcasts."""
-    planner = make_planner(module, make_topology(world_size, compute_device, local_world_size), batch_size, config)
+    """Run TorchRec's planner; with a process group, rank 0 plans and broadcasts.
+
+    On CPU, tables the config says nothing about get :func:`cpu_sharding_types`.
+    """
+    constraints = make_constraints(module, config, cpu_world_size=world_size if compute_device == "cpu" else None)
+    planner = make_planner(module, make_topology(world_size, compute_device, local_world_size), batch_size, config,
+                           constraints)
     if process_group is not None:
         return planner.collective_plan(module, make_sharders(), process_group)
     return planner.plan(module, make_sharders())
