@@ -16,7 +16,6 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torchrec.modules.embedding_configs import PoolingType
 
 from bigrec.batch import Batch
 from bigrec.features import Schema
@@ -24,15 +23,24 @@ from bigrec.models import build_model
 from bigrec.models.layers import MLP
 
 
-def _bags(collection) -> tuple[nn.ModuleDict, dict[str, str]]:
-    """One sparse ``nn.EmbeddingBag`` per table of a TorchRec EBC, and feature -> table."""
+def _bags(embeddings, schema: Schema) -> tuple[nn.ModuleDict, dict[str, str]]:
+    """One sparse ``nn.EmbeddingBag`` per table of bigrec's ``FeatureEmbeddings``, and feature -> table.
+
+    Tables bigrec keeps in an ``EmbeddingCollection`` (shared with a sequence feature)
+    become bags too, pooled as the schema says.
+    """
+    configs = list(embeddings.bags.embedding_bag_configs()) if embeddings.bags is not None else []
+    configs += [c for collection in embeddings.sequences for c in collection.embedding_configs()]
     bags, tables = nn.ModuleDict(), {}
-    for config in collection.embedding_bag_configs():
-        mode = "mean" if config.pooling == PoolingType.MEAN else "sum"
-        bags[config.name] = nn.EmbeddingBag(config.num_embeddings, config.embedding_dim, mode=mode, sparse=True,
-                                            include_last_offset=True)
-        nn.init.uniform_(bags[config.name].weight, -(config.num_embeddings ** -0.5), config.num_embeddings ** -0.5)
-        tables.update({name: config.name for name in config.feature_names})
+    for config in configs:
+        names = [n for n in config.feature_names if n in embeddings.pooled_names + embeddings.sequence_names]
+        if not names:
+            continue
+        bound = config.num_embeddings ** -0.5
+        bags[config.name] = nn.EmbeddingBag(config.num_embeddings, config.embedding_dim, sparse=True,
+                                            mode=schema[names[0]].pooling, include_last_offset=True)
+        nn.init.uniform_(bags[config.name].weight, -bound, bound)
+        tables.update({name: config.name for name in names})
     return bags, tables
 
 
@@ -46,8 +54,8 @@ class PlainDeepFM(nn.Module):
                                                 "embedding_dim": embedding_dim}, device=torch.device("meta"))
         self.names = layout.fields.id_names
         self.dense_index = layout.fields.dense.index
-        self.embeddings, self.tables = _bags(layout.fields.embeddings.bags)
-        self.linear, self.linear_tables = _bags(layout.first_order.weights.bags)
+        self.embeddings, self.tables = _bags(layout.fields.embeddings, schema)
+        self.linear, self.linear_tables = _bags(layout.first_order.weights, schema)
         width = len(self.dense_index)
         self.dense_field = nn.Linear(width, embedding_dim) if width else None
         self.dense_linear = nn.Linear(width, 1) if width else None
@@ -64,10 +72,11 @@ class PlainDeepFM(nn.Module):
         return [p for p in self.parameters() if id(p) not in sparse]
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        kjt = batch.sparse_features
-        size = kjt.stride()
-        values = dict(zip(kjt.keys(), kjt.values().split(kjt.length_per_key())))
-        lengths = dict(zip(kjt.keys(), kjt.lengths().view(-1, size)))
+        values, lengths = {}, {}
+        for kjt in (batch.sparse_features, batch.sequence_features):
+            if kjt.keys():
+                values.update(zip(kjt.keys(), kjt.values().split(kjt.length_per_key())))
+                lengths.update(zip(kjt.keys(), kjt.lengths().view(-1, kjt.stride())))
         fields, first = [], []
         for name in self.names:
             offsets = torch.nn.functional.pad(lengths[name].cumsum(0), (1, 0))
