@@ -59,6 +59,7 @@ class TaskConfig:
 
     labels: Optional[list[str]] = None
     loss_weights: Optional[list[float]] = None
+    loss_weighting: Any = "fixed"  # fixed | uncertainty | gradnorm, or {name: gradnorm, alpha: 1.5}
     aux_loss_weights: dict = field(default_factory=dict)
     soft_labels: bool = False  # binary labels may be any value in [0, 1] (else exactly 0 or 1)
     options: dict = field(default_factory=dict)

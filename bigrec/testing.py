@@ -51,11 +51,29 @@ def _tiny_sequences(output_dir: Path, seed: int) -> None:
                        history_len=20, seed=seed)
 
 
+def _tiny_selection_bias(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic_selection_bias import generate_selection_bias
+
+    generate_selection_bias(output_dir, rows=4000, num_users=200, num_items=200, embedding_dim=8, seed=seed,
+                            row_group_size=1024)
+
+
+def _tiny_fields(signal: str) -> Callable[[Path, int], None]:
+    def write(output_dir: Path, seed: int) -> None:
+        from bigrec.data.synthetic_fields import generate_fields
+
+        generate_fields(output_dir, rows=4000, signal=signal, seed=seed, row_group_size=1024)
+
+    return write
+
+
 SYNTHETIC_SETS: dict[str, Callable[[Path, int], None]] = {
     "criteo": _tiny_criteo,
     "behavior": _tiny_behavior,
     "multitask": _tiny_multitask,
     "sequences": _tiny_sequences,
+    "selection_bias": _tiny_selection_bias,
+    **{f"fields_{signal}": _tiny_fields(signal) for signal in ("cross", "pair", "memorise")},
 }
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -20,39 +24,67 @@ def batches(data_dir: Path, split: str, schema: Schema, batch_size: int):
 
 
 def fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
-                     lr: float = 3e-3, seed: int = 0) -> dict[str, float]:
-    """Train model ``name`` with Adam on train, return its test metrics (``auc`` or ``<label>/auc``...).
+                     lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None) -> dict[str, float]:
+    """Train model ``name`` with Adam on train, return its test metrics (``auc`` or ``<label>/auc``...)."""
+    return fit_and_score(data_dir, name, params, epochs, batch_size, lr, seed, task)[1]
 
-    Runs on one thread: these models are small, and OpenMP threads competing with other
-    processes on a busy 2-core machine made a step ~30x slower.
-    """
+
+def fit_and_score(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
+                  lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None
+                  ) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Train model ``name``; return the trained model (eval mode) and its test metrics."""
+    module, label_task = fit(data_dir, name, params, epochs, batch_size, lr, seed, task)
+    schema = Schema.load(Path(data_dir) / "schema.json")
+    metrics = label_task.make_metrics(module, torch.device("cpu"))
+    with single_thread(), torch.no_grad():
+        for batch in batches(data_dir, "test", schema, 4096):
+            metrics.update(module(batch)[1])
+    return module.model, metrics.compute()
+
+
+@contextlib.contextmanager
+def single_thread():
+    """One OpenMP thread: these models are small, and threads competing with other processes
+    on a busy 2-core machine made a step ~30x slower."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit_and_evaluate(data_dir, name, params, epochs, batch_size, lr, seed)
+        yield
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int, batch_size: int, lr: float,
-                      seed: int) -> dict[str, float]:
+def fit(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256, lr: float = 3e-3,
+        seed: int = 0, task: Optional[TaskConfig] = None, train_filter: Optional[str] = None):
+    """Train model ``name`` with Adam on the train split (only the rows whose label
+    ``train_filter`` is 1, when given); return ``(task module in eval mode, task)``."""
     schema = Schema.load(Path(data_dir) / "schema.json")
     torch.manual_seed(seed)
     model = build_model(name, schema, params)
-    task = build_task(model, schema, TaskConfig())
-    module = task.wrap(model)
+    label_task = build_task(model, schema, task or TaskConfig())
+    module = label_task.wrap(model)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    train = batches(data_dir, "train", schema, batch_size)
+    table = pq.read_table(Path(data_dir) / "train.parquet", columns=columns_of(schema))
+    if train_filter is not None:
+        table = table.filter(pc.equal(table.column(train_filter), 1))
+    train = [table_to_batch(table.slice(s, batch_size), schema) for s in range(0, table.num_rows, batch_size)]
     module.train()
-    for _ in range(epochs):
-        for batch in train:
-            loss, _ = module(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    module.eval()
-    metrics = task.make_metrics(module, torch.device("cpu"))
-    with torch.no_grad():
-        for batch in batches(data_dir, "test", schema, 4096):
-            metrics.update(module(batch)[1])
-    return metrics.compute()
+    with single_thread():
+        for _ in range(epochs):
+            for batch in train:
+                loss, _ = module(batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    return module.eval(), label_task
+
+
+def predict(module, data_dir: Path, split: str = "test") -> dict[str, np.ndarray]:
+    """Every row's prediction columns (``bigrec predict``'s) of ``split``, concatenated."""
+    schema = Schema.load(Path(data_dir) / "schema.json")
+    parts: dict[str, list] = {}
+    with single_thread(), torch.no_grad():
+        for batch in batches(data_dir, split, schema, 4096):
+            for column, values in module.task.prediction_columns(module(batch)[1]).items():
+                parts.setdefault(column, []).append(values.numpy())
+    return {column: np.concatenate(values) for column, values in parts.items()}

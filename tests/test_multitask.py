@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -112,8 +113,9 @@ def test_movielens_impressions_labels_and_splits(tmp_path):
     tables = {s: pq.read_table(tmp_path / "out" / f"{s}.parquet") for s in ("train", "valid", "test")}
     rows = [r for t in tables.values() for r in t.to_pylist()]
     clicks = [r for r in rows if r["click"] == 1]
-    assert schema.labels == ["click", "conversion"] and not schema.sequence
+    assert schema.labels == ["click", "conversion", "rating"] and not schema.sequence
     assert all(r["conversion"] <= r["click"] for r in rows)  # conversion implies click
+    assert all((r["rating"] >= 1) == (r["click"] == 1) and r["conversion"] == (r["rating"] >= 4) for r in rows)
     assert len({(r["user_id"], r["item_id"]) for r in rows}) == len(rows)  # unrated samples are unrated
     rated_by_user = {u: sum(r["user_id"] == u for r in clicks) for u in {r["user_id"] for r in clicks}}
     catalogue = len({r["item_id"] for r in clicks})
@@ -122,7 +124,7 @@ def test_movielens_impressions_labels_and_splits(tmp_path):
     # a batch of every split converts under the schema (ids in range, two label columns)
     for table in tables.values():
         if table.num_rows:
-            assert table_to_batch(table, schema).labels.shape == (table.num_rows, 2)
+            assert table_to_batch(table, schema).labels.shape == (table.num_rows, 3)
     again = prepare_impressions(raw, tmp_path / "again", negatives_per_rating=1.0, seed=3)
     assert again == schema
     assert pq.read_table(tmp_path / "again" / "train.parquet").equals(tables["train"])
@@ -132,3 +134,26 @@ def test_movielens_impressions_labels_and_splits(tmp_path):
         ranking = pq.read_table(tmp_path / "ranking_data" / "ranking" / f"{split}.parquet").to_pylist()
         rated = {(r["user_id"], r["item_id"]) for r in table.to_pylist() if r["click"] == 1}
         assert rated == {(r["user_id"], r["item_id"]) for r in ranking}
+
+
+@pytest.mark.parametrize("change, task_types, expected", [
+    (lambda y: np.where(np.arange(len(y)) < 5, 2.0, y), "[binary, binary]",
+     ["'task2'", "5 of", "not 0 or 1"]),
+    (lambda y: np.where(np.arange(len(y)) < 3, np.nan, y), "[binary, regression]", ["'task2'", "3 NaN/inf"]),
+])
+def test_bad_labels_are_one_clear_error(unrelated_tasks, tmp_path, capsys, change, task_types, expected):
+    import pyarrow as pa
+
+    from tests.test_bad_input import replace_column, run
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("valid.parquet", "test.parquet", "schema.json"):
+        (data / name).write_bytes((unrelated_tasks / name).read_bytes())
+    table = pq.read_table(unrelated_tasks / "train.parquet")
+    spoiled = change(table.column("task2").to_numpy().astype(np.float32)).astype(np.float32)
+    pq.write_table(replace_column(table, "task2", pa.array(spoiled)), data / "train.parquet", row_group_size=100_000)
+    code, err = run(tmp_path, data, capsys, model="shared_bottom", extra=f", task_types: {task_types}")
+    assert code == 2 and err.count("\n") == 1 and "train.parquet" in err, err
+    for fragment in expected:
+        assert fragment in err, err

@@ -32,13 +32,18 @@ def register(subparsers) -> None:
     commands = data.add_subparsers(dest="data_command", required=True)
 
     ml = commands.add_parser(
-        "movielens", help="MovieLens-100k (GroupLens or RecBole atomic files) -> ranking/ and recall/ Parquet")
-    ml.add_argument("--source", required=True, help="directory with u.data/u.user/u.item or ml-100k.inter/.user/.item")
+        "movielens", help="MovieLens 100k / 1M / 20M / 25M -> ranking/ and recall/ Parquet")
+    ml.add_argument("--source", required=True, help="directory with u.data/u.user/u.item or ml-100k.inter/.user/.item "
+                                                    "(100k), ratings.dat/users.dat/movies.dat (1M), or "
+                                                    "ratings.csv/movies.csv (20M, 25M)")
     ml.add_argument("--output", required=True, help="output directory (gets ranking/, recall/, vocab.json)")
     ml.add_argument("--history-len", type=_positive_int, default=50, help="items kept in hist_item_ids (default 50)")
     ml.add_argument("--seed", type=int, default=0, help="recorded in the schema; the preparation is deterministic")
     ml.add_argument("--row-group-size", type=_positive_int, default=8192, help="Parquet row group size (default 8192)")
     ml.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json (default 16)")
+    from bigrec.data.converters.cli import add_scale_arguments
+
+    add_scale_arguments(ml, _positive_int)  # MovieLens 1M / 20M / 25M are converted out of core
     ml.set_defaults(handler=_run_movielens)
 
     sc = commands.add_parser("synthetic-criteo", help="synthetic Criteo-like click data with a planted signal")
@@ -55,15 +60,27 @@ def register(subparsers) -> None:
     sc.add_argument("--test-fraction", type=float, default=0.1)
     sc.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json (default 16)")
     sc.set_defaults(handler=_run_synthetic_criteo)
+    from bigrec.data.synthetic_fields import add_cli as add_fields_cli
     from bigrec.data.synthetic_sequences import add_cli as add_sequences_cli
 
     add_sequences_cli(commands, _positive_int)
+    add_fields_cli(commands, _positive_int)
     _register_behavior_and_multitask(commands)
+    from bigrec.data.converters.cli import register as register_converters
+
+    register_converters(commands, _positive_int)
 
 
 def _run_movielens(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bigrec.data.converters.movielens_large import detect
     from bigrec.data.movielens import prepare_movielens
 
+    if Path(args.source).is_dir() and detect(Path(args.source)):
+        from bigrec.data.converters.cli import run_movielens_large
+
+        return run_movielens_large(args)
     started = time.perf_counter()
     schemas = prepare_movielens(args.source, args.output, history_len=args.history_len, seed=args.seed,
                                 row_group_size=args.row_group_size, embedding_dim=args.embedding_dim)
@@ -100,7 +117,8 @@ def _run_synthetic_criteo(args: argparse.Namespace) -> int:
 
 
 def _register_behavior_and_multitask(commands) -> None:
-    """``synthetic-behavior`` (DIN), ``synthetic-multitask`` and ``movielens-impressions`` (MMoE)."""
+    """``synthetic-behavior`` (DIN), ``synthetic-multitask``, ``synthetic-selection-bias`` (ESMM) and
+    ``movielens-impressions`` (multi-task models)."""
     sb = commands.add_parser("synthetic-behavior", help="synthetic behaviour sequences: label = candidate's "
                                                         "category occurs in the history (DIN)")
     sb.add_argument("--output", required=True, help="output directory")
@@ -121,6 +139,18 @@ def _register_behavior_and_multitask(commands) -> None:
     sm.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
     sm.set_defaults(handler=_run_synthetic_multitask)
 
+    ss = commands.add_parser("synthetic-selection-bias", help="impressions with planted sample-selection bias: "
+                                                              "conversion observed only after a click (ESMM)")
+    ss.add_argument("--output", required=True, help="output directory")
+    ss.add_argument("--rows", type=_positive_int, default=100_000, help="total rows over all splits (default 100000)")
+    ss.add_argument("--num-users", type=_positive_int, default=3000)
+    ss.add_argument("--num-items", type=_positive_int, default=3000)
+    ss.add_argument("--correlation", type=float, default=0.8,
+                    help="cosine of the click and conversion directions, in [-1, 1] (default 0.8)")
+    ss.add_argument("--seed", type=int, default=0)
+    ss.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
+    ss.set_defaults(handler=_run_synthetic_selection_bias)
+
     mi = commands.add_parser("movielens-impressions", help="MovieLens-100k impressions with labels click and "
                                                            "conversion (rated items + sampled unrated ones)")
     mi.add_argument("--source", required=True, help="directory with the MovieLens-100k files (either layout)")
@@ -135,6 +165,14 @@ def _config_error(command: str, exc: ValueError):
     from bigrec.errors import ConfigError
 
     return ConfigError(f"{command}: {exc}")
+
+
+def _generate(command: str, generate, args: argparse.Namespace, **options):
+    """``generate(output, rows, seed=..., embedding_dim=..., **options)``; a ValueError becomes a ConfigError."""
+    try:
+        return generate(args.output, args.rows, seed=args.seed, embedding_dim=args.embedding_dim, **options)
+    except ValueError as exc:
+        raise _config_error(command, exc) from None
 
 
 def _run_synthetic_behavior(args: argparse.Namespace) -> int:
@@ -153,13 +191,18 @@ def _run_synthetic_behavior(args: argparse.Namespace) -> int:
 def _run_synthetic_multitask(args: argparse.Namespace) -> int:
     from bigrec.data.synthetic_multitask import generate_multitask
 
-    try:
-        schema = generate_multitask(args.output, args.rows, correlation=args.correlation, seed=args.seed,
-                                    embedding_dim=args.embedding_dim)
-    except ValueError as exc:
-        raise _config_error("synthetic-multitask", exc) from None
-    meta = schema.metadata
+    meta = _generate("synthetic-multitask", generate_multitask, args, correlation=args.correlation).metadata
     print(f"{args.output}: {json.dumps(meta['rows'])}, label correlation {meta['label_correlation_test']}, "
+          f"Bayes AUC ~{json.dumps(meta['bayes_auc_estimate'])}")
+    return 0
+
+
+def _run_synthetic_selection_bias(args: argparse.Namespace) -> int:
+    from bigrec.data.synthetic_selection_bias import generate_selection_bias
+
+    meta = _generate("synthetic-selection-bias", generate_selection_bias, args, num_users=args.num_users,
+                     num_items=args.num_items, correlation=args.correlation).metadata
+    print(f"{args.output}: {json.dumps(meta['rows'])}, rates {json.dumps(meta['rates']['test'])}, "
           f"Bayes AUC ~{json.dumps(meta['bayes_auc_estimate'])}")
     return 0
 

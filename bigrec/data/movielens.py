@@ -14,7 +14,7 @@ and writes::
 
     OUTPUT/vocab.json            raw value -> id for every categorical feature
     OUTPUT/ranking/{train,valid,test}.parquet, schema.json, vocab.json
-    OUTPUT/recall/{train,valid,test}.parquet,  schema.json, vocab.json
+    OUTPUT/recall/{train,valid,test}.parquet,  schema.json, vocab.json, items.parquet
 
 Every row is one interaction with columns ``user_id, item_id, gender, age,
 occupation, zip3, genres (list), year, hist_item_ids (list), rating, click,
@@ -29,7 +29,9 @@ release decade, ``zip3`` the first three characters of the zip code.
 Splits: ``ranking`` holds out each user's last 10% of interactions (at least
 one) as test and the 10% before (at least one for users with ≥ 3) as valid;
 ``recall`` is leave-last-out (last → test, second last → valid). Every split is
-sorted by timestamp (ties by file order).
+sorted by timestamp (ties by file order). ``recall/items.parquet`` is the item
+catalogue: ``item_id, genres, year`` of every item id (schema metadata
+``item_catalogue``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_json, write_split_dir
+from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_item_catalogue, write_json, write_split_dir
 from bigrec.errors import DataError
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
@@ -168,7 +170,7 @@ def _strings(values: pa.ChunkedArray) -> list[str]:
     return [s.strip() for s in values.to_pylist()]
 
 
-def _year_from(year: str, title: str) -> str:
+def release_year(year: str, title: str) -> str:
     year = year.strip()
     if re.fullmatch(r"\d{4}", year):
         return year
@@ -195,7 +197,7 @@ def _read_grouplens(source: Path) -> RawMovieLens:
     flags = np.stack([_to_numbers(item_path, c, items[c]) for c in genre_cols], axis=1) if genre_cols else None
     item_genres = [[genre_names[j] for j in np.flatnonzero(row)] for row in flags] if flags is not None else []
     titles = _strings(items["movie_title"])
-    years = [_year_from(date[-4:] if date else "", title)
+    years = [release_year(date[-4:] if date else "", title)
              for date, title in zip(_strings(items["release_date"]), titles)]
     return _assemble("grouplens", data_path, inter, users, _strings(items["item_id"]), years, item_genres)
 
@@ -237,7 +239,7 @@ def _read_atomic_layout(source: Path) -> RawMovieLens:
     items = _read_atomic(item_path, ["item_id", "release_year", "class"])
     titles = _strings(items["movie_title"]) if "movie_title" in items else [""] * len(items["item_id"])
     return _assemble("atomic", inter_path, inter, users, _strings(items["item_id"]),
-                     [_year_from(y, t) for y, t in zip(_strings(items["release_year"]), titles)],
+                     [release_year(y, t) for y, t in zip(_strings(items["release_year"]), titles)],
                      [c.split() for c in _strings(items["class"])])
 
 
@@ -269,7 +271,7 @@ def _natural_key(value: str):
     return (0, int(value), value) if value.isdigit() else (1, 0, value)
 
 
-def _vocab(values, order=None) -> dict[str, int]:
+def value_vocab(values, order=None) -> dict[str, int]:
     """Raw value -> id from 1; empty strings (unknown) get no id."""
     present = {v for v in values if v != ""}
     if order is not None:
@@ -279,7 +281,7 @@ def _vocab(values, order=None) -> dict[str, int]:
     return {value: i + 1 for i, value in enumerate(ordered)}
 
 
-def _encode(values: list[str], vocab: dict[str, int]) -> np.ndarray:
+def encode_values(values: list[str], vocab: dict[str, int]) -> np.ndarray:
     """Vectorised raw -> id lookup; unknown values -> 0."""
     if not vocab:
         return np.zeros(len(values), dtype=np.int64)
@@ -290,7 +292,7 @@ def _encode(values: list[str], vocab: dict[str, int]) -> np.ndarray:
     return np.where(index >= 0, ids[np.clip(index, 0, None)], 0)
 
 
-def _ranges_to_list(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.ListArray:
+def ranges_to_list(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.ListArray:
     """A list<int64> array whose row ``r`` is ``values[starts[r]:starts[r]+lengths[r]]``."""
     lengths = lengths.astype(np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -309,6 +311,17 @@ def _by_id(size: int, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
+def user_positions(user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(position, count)`` per row of rows grouped by ``user``: the row's index within its user's
+    rows and the number of rows of that user (both int64 [N])."""
+    n = len(user)
+    is_start = np.ones(n, dtype=bool)
+    is_start[1:] = user[1:] != user[:-1]
+    group_start = np.maximum.accumulate(np.where(is_start, np.arange(n), 0))
+    group_id = np.cumsum(is_start) - 1
+    return np.arange(n) - group_start, np.bincount(group_id)[group_id]
+
+
 @dataclass
 class EncodedMovieLens:
     """All interactions with features, sorted by (user, time, file order)."""
@@ -320,6 +333,7 @@ class EncodedMovieLens:
     position: np.ndarray  # index of the interaction within its user's history
     count: np.ndarray  # number of interactions of the row's user
     vocab: dict[str, dict[str, int]]
+    items: pa.Table  # the item catalogue: item_id, genres, year of every item id
 
 
 def encode_movielens(raw: RawMovieLens, history_len: int = DEFAULT_HISTORY_LEN) -> EncodedMovieLens:
@@ -330,25 +344,25 @@ def encode_movielens(raw: RawMovieLens, history_len: int = DEFAULT_HISTORY_LEN) 
     zips = [zip_prefix(z) for z in raw.user_zip]
     decades = [year_bucket(y) for y in raw.item_year]
     vocab = {
-        "user_id": _vocab(raw.user_ids + raw.inter_user),
-        "item_id": _vocab(raw.item_ids + raw.inter_item),
-        "gender": _vocab(raw.user_gender),
+        "user_id": value_vocab(raw.user_ids + raw.inter_user),
+        "item_id": value_vocab(raw.item_ids + raw.inter_item),
+        "gender": value_vocab(raw.user_gender),
         "age": {label: i + 1 for i, (_, label) in enumerate(AGE_BUCKETS)},
-        "occupation": _vocab(raw.user_occupation),
-        "zip3": _vocab(zips),
-        "genres": _vocab([g for genres in raw.item_genres for g in genres]),
-        "year": _vocab(decades),
+        "occupation": value_vocab(raw.user_occupation),
+        "zip3": value_vocab(zips),
+        "genres": value_vocab([g for genres in raw.item_genres for g in genres]),
+        "year": value_vocab(decades),
     }
     n_user_ids, n_item_ids = len(vocab["user_id"]) + 1, len(vocab["item_id"]) + 1
 
     # Per-user and per-item side features, indexed by id.
-    uid_rows = _encode(raw.user_ids, vocab["user_id"])
-    gender_of = _by_id(n_user_ids, uid_rows, _encode(raw.user_gender, vocab["gender"]))
-    age_of = _by_id(n_user_ids, uid_rows, _encode(ages, vocab["age"]))
-    occupation_of = _by_id(n_user_ids, uid_rows, _encode(raw.user_occupation, vocab["occupation"]))
-    zip_of = _by_id(n_user_ids, uid_rows, _encode(zips, vocab["zip3"]))
-    iid_rows = _encode(raw.item_ids, vocab["item_id"])
-    year_of = _by_id(n_item_ids, iid_rows, _encode(decades, vocab["year"]))
+    uid_rows = encode_values(raw.user_ids, vocab["user_id"])
+    gender_of = _by_id(n_user_ids, uid_rows, encode_values(raw.user_gender, vocab["gender"]))
+    age_of = _by_id(n_user_ids, uid_rows, encode_values(ages, vocab["age"]))
+    occupation_of = _by_id(n_user_ids, uid_rows, encode_values(raw.user_occupation, vocab["occupation"]))
+    zip_of = _by_id(n_user_ids, uid_rows, encode_values(zips, vocab["zip3"]))
+    iid_rows = encode_values(raw.item_ids, vocab["item_id"])
+    year_of = _by_id(n_item_ids, iid_rows, encode_values(decades, vocab["year"]))
     genre_lists = [[] for _ in range(n_item_ids)]
     for iid, genres in zip(iid_rows.tolist(), raw.item_genres):
         if iid > 0:
@@ -358,24 +372,17 @@ def encode_movielens(raw: RawMovieLens, history_len: int = DEFAULT_HISTORY_LEN) 
     genre_values = np.array([g for lst in genre_lists for g in lst], dtype=np.int64)
 
     # Interactions sorted by (user, timestamp, file order).
-    user = _encode(raw.inter_user, vocab["user_id"])
-    item = _encode(raw.inter_item, vocab["item_id"])
+    user = encode_values(raw.inter_user, vocab["user_id"])
+    item = encode_values(raw.inter_item, vocab["item_id"])
     file_order = np.arange(len(user), dtype=np.int64)
     order = np.lexsort((file_order, raw.timestamp, user))
     user, item, file_order = user[order], item[order], file_order[order]
     timestamp, rating = raw.timestamp[order], raw.rating[order]
     n = len(user)
-    is_start = np.ones(n, dtype=bool)
-    is_start[1:] = user[1:] != user[:-1]
-    group_start = np.maximum.accumulate(np.where(is_start, np.arange(n), 0))
-    group_id = np.cumsum(is_start) - 1
-    group_size = np.bincount(group_id)
-    position = np.arange(n) - group_start
-    count = group_size[group_id]
-
+    position, count = user_positions(user)
     hist_len = np.minimum(position, history_len)
-    hist = _ranges_to_list(item, np.arange(n) - hist_len, hist_len)
-    genres = _ranges_to_list(genre_values, genre_start[item], genre_len[item])
+    hist = ranges_to_list(item, np.arange(n) - hist_len, hist_len)
+    genres = ranges_to_list(genre_values, genre_start[item], genre_len[item])
 
     table = pa.table({
         "user_id": pa.array(user, pa.int64()),
@@ -391,7 +398,11 @@ def encode_movielens(raw: RawMovieLens, history_len: int = DEFAULT_HISTORY_LEN) 
         "click": pa.array((rating >= 4).astype(np.float32), pa.float32()),
         "timestamp": pa.array(timestamp, pa.int64()),
     })
-    return EncodedMovieLens(table, user, timestamp, file_order, position, count, vocab)
+    item_ids = np.arange(1, n_item_ids, dtype=np.int64)
+    items = pa.table({"item_id": pa.array(item_ids, pa.int64()),
+                      "genres": ranges_to_list(genre_values, genre_start[item_ids], genre_len[item_ids]),
+                      "year": pa.array(year_of[item_ids], pa.int64())})
+    return EncodedMovieLens(table, user, timestamp, file_order, position, count, vocab, items)
 
 
 # ------------------------------------------------------------------ splits
@@ -484,6 +495,8 @@ def prepare_movielens(
         metadata = dict(common, task_split=task_split,
                         counts={split: _split_counts(t) for split, t in tables.items()})
         schema = build_schema(encoded.vocab, history_len, embedding_dim, metadata)
+        if name == "recall":
+            write_item_catalogue(output / name, encoded.items, schema, row_group_size)
         write_split_dir(output / name, tables, schema, row_group_size)
         shutil.copyfile(output / "vocab.json", output / name / "vocab.json")
         schemas[name] = schema

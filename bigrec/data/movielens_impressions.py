@@ -3,10 +3,12 @@
 ``prepare_impressions(source, output)`` writes ``train/valid/test.parquet`` and
 ``schema.json`` where every user's *impressions* are the items they rated plus
 ``negatives_per_rating`` times as many items they did not rate, sampled
-uniformly without replacement with ``seed``. Two labels:
+uniformly without replacement with ``seed``. Three labels:
 
 * ``click``      = 1 for a rated item, 0 for a sampled unrated one;
-* ``conversion`` = 1 for a rating >= 4, else 0 (so conversion implies click).
+* ``conversion`` = 1 for a rating >= 4, else 0 (so conversion implies click);
+* ``rating``     = the rating (1..5) of a rated item, 0 for an unrated one (a
+  regression target: the value of an impression).
 
 Rated rows are split like the ranking split of :mod:`bigrec.data.movielens`
 (each user's last 10% test, the 10% before valid); unrated samples are assigned
@@ -34,7 +36,7 @@ from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_json, w
 from bigrec.features import Schema
 
 FEATURES = ("user_id", "item_id", "gender", "age", "occupation", "zip3", "genres", "year")
-LABELS = ("click", "conversion")
+LABELS = ("click", "conversion", "rating")
 UNRATED_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
@@ -56,7 +58,7 @@ def sample_unrated(user: np.ndarray, item: np.ndarray, per_rating: float,
 
 
 def build_schema(vocab: dict, embedding_dim: int = DEFAULT_EMBEDDING_DIM, metadata: dict | None = None) -> Schema:
-    """The MovieLens schema restricted to :data:`FEATURES`, with labels ``click`` and ``conversion``."""
+    """The MovieLens schema restricted to :data:`FEATURES`, with labels ``click``, ``conversion`` and ``rating``."""
     base = build_movielens_schema(vocab, history_len=1, embedding_dim=embedding_dim)
     features = [base[name] for name in FEATURES]
     # item_id shares table "item" with the (absent) history in the ranking schema; alone it is pooled
@@ -92,11 +94,12 @@ def prepare_impressions(source: str | Path, output: str | Path, negatives_per_ra
 
     rating = rated.column("rating").to_numpy()
     rated_labels = pa.table({"click": pa.array(np.ones(len(rating), np.float32)),
-                             "conversion": pa.array((rating >= 4).astype(np.float32))})
+                             "conversion": pa.array((rating >= 4).astype(np.float32)),
+                             "rating": pa.array(rating.astype(np.float32))})
     rated_rows = pa.Table.from_arrays(rated.select(list(FEATURES)).columns + rated_labels.columns,
                                       names=list(FEATURES) + list(LABELS))
     zeros = pa.array(np.zeros(len(neg_item), np.float32))
-    unrated_rows = pa.Table.from_arrays([unrated[n] for n in FEATURES] + [zeros, zeros],
+    unrated_rows = pa.Table.from_arrays([unrated[n] for n in FEATURES] + [zeros] * len(LABELS),
                                         names=list(FEATURES) + list(LABELS))
     all_rows = pa.concat_tables([rated_rows, unrated_rows.cast(rated_rows.schema)])
     codes = np.concatenate([rated_split, unrated_split])
@@ -105,7 +108,7 @@ def prepare_impressions(source: str | Path, output: str | Path, negatives_per_ra
         rows = np.flatnonzero(codes == index)
         tables[split] = all_rows.take(pa.array(rng.permutation(rows)))
         counts[split] = {"rows": len(rows), **{label: int(np.sum(tables[split].column(label).to_numpy()))
-                                               for label in LABELS}}
+                                               for label in ("click", "conversion")}}
     metadata = {"dataset": "movielens-100k-impressions", "source_layout": raw.layout, "seed": int(seed),
                 "negatives_per_rating": negatives_per_rating, "counts": counts, "vocab_file": "vocab.json",
                 "task_split": "rated rows: user_time_ratio_80_10_10; unrated samples: random 80/10/10"}

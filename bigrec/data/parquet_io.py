@@ -20,6 +20,7 @@ from bigrec.features import Schema
 
 SPLITS = ("train", "valid", "test")
 DEFAULT_ROW_GROUP_SIZE = 8192
+ITEM_CATALOGUE = "items.parquet"
 
 
 def _check_row_group_size(row_group_size: int) -> int:
@@ -72,6 +73,21 @@ def write_split_dir(
         write_table(table, directory / f"{split}.parquet", row_group_size)
     write_schema(schema, directory)
     return directory
+
+
+def write_item_catalogue(directory: str | Path, items: pa.Table, schema: Schema,
+                         row_group_size: int = DEFAULT_ROW_GROUP_SIZE) -> Path:
+    """Write a recall data set's item catalogue, ``directory/items.parquet``, and record it in ``schema``.
+
+    ``items`` holds one row per item id that exists (``item_id`` plus every item-side
+    feature, typed as in the splits); ``schema.metadata["item_catalogue"]`` is its path
+    relative to ``schema.json``.
+    """
+    missing = [f.name for f in schema.side("item") if f.name not in items.column_names]
+    if missing:
+        raise ValueError(f"the item catalogue lacks item-side feature(s) {missing}")
+    schema.metadata["item_catalogue"] = ITEM_CATALOGUE
+    return write_table(items, Path(directory) / ITEM_CATALOGUE, row_group_size)
 
 
 class ChunkedParquetWriter:

@@ -148,11 +148,15 @@ class ParquetBatches(IterableDataset):
         seed: shuffling seed (combined with the epoch, rank and worker).
         labels: label columns a binary task reads; their values are checked in
             every row group read (:mod:`bigrec.data.labels`).
+        label_check: ``fn(table, path)`` raising a DataError for label values the task
+            cannot take beyond the binary check (e.g. ESMM's conversion without a click);
+            called on every slice read.
     """
 
     def __init__(self, files: list[str], schema: Schema, batch_size: int, rank: int = 0,
                  world_size: int = 1, shuffle_buffer: int = 0, seed: int = 0,
-                 labels: Optional[BinaryLabels] = None) -> None:
+                 labels: Optional[BinaryLabels] = None,
+                 label_check: Optional[Callable[[pa.Table, str], None]] = None) -> None:
         super().__init__()
         if batch_size <= 0:
             raise DataError(files[0] if files else "<none>", f"batch_size must be > 0, got {batch_size}")
@@ -164,6 +168,7 @@ class ParquetBatches(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.labels = labels
+        self.label_check = label_check
         self.epoch = 0
         self.batches_done = 0  # batches of this epoch already consumed (see set_position)
         self.groups = scan_row_groups(self.files, schema)
@@ -256,6 +261,8 @@ class ParquetBatches(IterableDataset):
                 if count.count:
                     raise DataError(piece.group.path, self.labels.message(count, f"in row group {piece.group.index}"),
                                     column=count.column)
+        if check_labels and self.label_check is not None:
+            self.label_check(table, piece.group.path)
         return table
 
     def _tables(self, pieces: list[Piece], rng: Optional[np.random.Generator], skip_rows: int,
@@ -378,6 +385,8 @@ def validate_rank_data(dataset: ParquetBatches) -> None:
         table = dataset.read_piece(piece, files, check_labels=False)
         if dataset.labels is not None:
             add_label_counts(totals.setdefault(piece.group.path, {}), dataset.labels.counts(table))
+        if dataset.label_check is not None:
+            dataset.label_check(table, piece.group.path)
     where = "" if dataset.world_size == 1 else f"in rank {dataset.rank}'s share"
     for path, columns in totals.items():
         for count in columns.values():
@@ -386,10 +395,11 @@ def validate_rank_data(dataset: ParquetBatches) -> None:
 
 
 def open_split(spec: str, schema: Schema, batch_size: int, rank: int, world_size: int,
-               shuffle_buffer: int = 0, seed: int = 0, labels: Optional[BinaryLabels] = None) -> ParquetBatches:
+               shuffle_buffer: int = 0, seed: int = 0, labels: Optional[BinaryLabels] = None,
+               label_check: Optional[Callable[[pa.Table, str], None]] = None) -> ParquetBatches:
     """``ParquetBatches`` for a file/dir/glob ``spec``."""
     return ParquetBatches(list_parquet_files(spec), schema, batch_size, rank, world_size, shuffle_buffer, seed,
-                          labels)
+                          labels, label_check)
 
 
 __all__ = ["ParquetBatches", "make_loader", "open_split", "validate_rank_data", "steps_per_epoch",

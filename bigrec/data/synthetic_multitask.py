@@ -13,6 +13,11 @@ define the tasks::
 so ``rho`` controls how related the tasks are (1: the same task; 0: unrelated
 directions). Labels are ``task1`` and ``task2``. The AUC of each planted logit
 (the Bayes-optimal ranking) is recorded as ``bayes_auc_estimate``.
+
+With ``regression_scales=(s1, s2)`` the tasks are regression instead:
+``task_t = s_t * (standardise(z_t) + noise * N(0, 1))``, so the two MSE losses
+differ in scale by ``(s2 / s1)^2`` (the loss-weighting benchmark); the noise-free
+MSE floor ``(s_t * noise)^2`` is recorded as ``mse_floor``.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ def build_schema(num_sparse: int, num_dense: int, num_buckets: int, embedding_di
 def generate_multitask(output_dir: str | Path, rows: int, correlation: float = 0.0, num_sparse: int = 8,
                        num_dense: int = 8, num_buckets: int = 32, num_sin: int = 10, scale: float = 3.0,
                        seed: int = 0, valid_fraction: float = 0.1, test_fraction: float = 0.1,
-                       embedding_dim: int = 16, row_group_size: int = 8192) -> Schema:
+                       embedding_dim: int = 16, row_group_size: int = 8192,
+                       regression_scales: tuple[float, float] | None = None, noise: float = 0.5) -> Schema:
     """Write the data set (see the module docstring) and return its schema."""
     if num_sparse < 0 or num_dense < 0 or num_sparse + num_dense < 1:
         raise ValueError("need at least one sparse or dense feature")
@@ -84,15 +90,20 @@ def generate_multitask(output_dir: str | Path, rows: int, correlation: float = 0
         for j in range(num_dense):
             columns[f"dense_{j}"] = pa.array(x[:, num_sparse + j].astype(np.float32), pa.float32())
         for t, (label, z) in enumerate(zip(LABELS, planted(x))):
-            logit = scale * (z - center[t]) / spread[t]
-            y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+            standard = (z - center[t]) / spread[t]
+            if regression_scales is not None:
+                y = (regression_scales[t] * (standard + noise * rng.normal(size=n))).astype(np.float32)
+            else:
+                y = (rng.random(n) < 1.0 / (1.0 + np.exp(-scale * standard))).astype(np.float32)
             columns[label] = pa.array(y, pa.float32())
-            aucs[label][split] = roc_auc(logit, y) if n else None
+            aucs[label][split] = roc_auc(standard, y) if n and regression_scales is None else None
         tables[split] = pa.table(columns)
     test = tables["test"]
     label_corr = float(np.corrcoef(test.column(LABELS[0]).to_numpy(), test.column(LABELS[1]).to_numpy())[0, 1]) \
         if test.num_rows > 1 else None
     metadata = {"generator": GENERATOR, "seed": int(seed), "rows": sizes, "correlation": correlation,
+                "regression_scales": None if regression_scales is None else [float(v) for v in regression_scales],
+                "mse_floor": None if regression_scales is None else [float((v * noise) ** 2) for v in regression_scales],
                 "num_sin": num_sin, "scale": scale, "num_buckets": num_buckets,
                 "label_correlation_test": None if label_corr is None else round(label_corr, 4),
                 "bayes_auc_estimate": {label: None if aucs[label]["test"] is None else round(aucs[label]["test"], 4)

@@ -3,7 +3,7 @@
 ``generate_sequences(output_dir, num_users, num_items)`` writes the leave-last-out
 recall layout of ``data/ml-100k/recall``::
 
-    OUTPUT/train.parquet, valid.parquet, test.parquet, schema.json
+    OUTPUT/train.parquet, valid.parquet, test.parquet, schema.json, items.parquet
 
 with columns ``user_id``, ``item_id`` (the target) and ``hist_item_ids``
 (``list<int64>``, the user's earlier items, oldest first, the most recent
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_split_dir
+from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_item_catalogue, write_split_dir
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
 GENERATOR = "markov_clusters_v1"
@@ -117,6 +117,8 @@ def generate_sequences(output: str | Path, num_users: int = 5000, num_items: int
                 "task_split": "leave_last_out",
                 "counts": {split: {"rows": t.num_rows} for split, t in tables.items()}}
     schema = build_schema(num_users, num_items, history_len, embedding_dim, metadata)
+    items = pa.table({"item_id": pa.array(np.arange(1, num_items + 1), pa.int64())})
+    write_item_catalogue(output, items, schema, row_group_size)
     write_split_dir(output, tables, schema, row_group_size)
     return schema
 

@@ -38,6 +38,8 @@ class RecModel(nn.Module):
 
     task: ClassVar[str] = "ranking"
     aux_loss_names: ClassVar[tuple[str, ...]] = ()
+    # (inner, outer) task indices whose labels nest: inner = 1 needs outer = 1 (ESMM: conversion implies click)
+    nested_labels: ClassVar[tuple[tuple[int, int], ...]] = ()
 
     def __init__(self, schema: Schema) -> None:
         super().__init__()
@@ -45,6 +47,14 @@ class RecModel(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def last_shared_layer(self) -> Optional[nn.Module]:
+        """The last layer whose parameters every task's loss reaches (multi-task models), or None.
+
+        GradNorm (:mod:`bigrec.tasks.weighting`) measures each task's gradient norm on its
+        parameters, as the paper does on "the last shared layer of weights".
+        """
+        return None
 
     def resolve_features(self, features: Optional[Sequence[str]]) -> list[str]:
         """Check ``features`` against the schema (default: all non-sequence features)."""

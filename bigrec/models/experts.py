@@ -41,6 +41,10 @@ class Experts(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([expert(x) for expert in self.experts], dim=1)
 
+    def last_layers(self) -> nn.ModuleList:
+        """Every expert's last linear layer (the last shared layer when all tasks mix these experts)."""
+        return nn.ModuleList(expert.last_linear() for expert in self.experts)
+
 
 def mix(gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
     """Gate-weighted sum of experts: ``[B, E], [B, E, H] -> [B, H]``."""

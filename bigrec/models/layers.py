@@ -1,4 +1,4 @@
-"""Dense building blocks shared by the model zoo: MLP, activations (Dice), per-layer values.
+"""Dense building blocks shared by the model zoo: MLP, activations (Dice), per-layer values, field pairs.
 
 Device rule: embedding tables are created on the model's ``device`` (``meta`` under
 sharding, so ``DistributedModelParallel`` allocates only each rank's shards); dense
@@ -99,3 +99,28 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def last_linear(self) -> nn.Linear:
+        """The last linear layer (e.g. a shared bottom's last shared layer)."""
+        return [layer for layer in self.layers if isinstance(layer, nn.Linear)][-1]
+
+
+class FieldPairs(nn.Module):
+    """Every unordered pair ``i < j`` of F fields, in ``torch.triu_indices`` order.
+
+    ``left`` / ``right`` hold the pairs' field indices ``[P]``, P = F (F - 1) / 2.
+
+    Shapes: ``[B, F, D] -> ([B, P, D], [B, P, D])`` (the left and right field of each pair).
+    """
+
+    def __init__(self, num_fields: int) -> None:
+        super().__init__()
+        if num_fields < 2:
+            raise ConfigError(f"pairwise interactions need at least 2 fields, got {num_fields}")
+        left, right = torch.triu_indices(num_fields, num_fields, offset=1)
+        self.register_buffer("left", left, persistent=False)
+        self.register_buffer("right", right, persistent=False)
+        self.num_pairs = int(left.numel())
+
+    def forward(self, fields: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return fields[:, self.left], fields[:, self.right]

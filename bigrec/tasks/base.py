@@ -9,7 +9,10 @@ predictions. The trainer holds no branch per task kind: it calls these methods o
   task's loss, each auxiliary loss) -- the form TorchRec's train pipelines drive;
 * ``make_metrics(sharded_model, device)`` -> :class:`Metrics`;
 * ``prediction_columns(step) -> {column: [B] or [B, k] tensor}`` what ``bigrec
-  predict`` writes for each row.
+  predict`` writes for each row;
+* optionally ``check_labels(table, path)``: raises a DataError for label values the
+  task cannot take; the data stream calls it on every slice it reads (so with
+  ``data.validate`` every row is checked before any process group exists).
 """
 
 from __future__ import annotations

@@ -11,29 +11,33 @@ type           prediction                    loss                  metrics
 ``regression`` the logit itself              MSE                   MSE, MAE
 ============== ============================= ===================== ==================
 
-The loss is ``sum_t w_t * loss_t`` (``task.loss_weights``) plus the model's
-auxiliary losses (``task.aux_loss_weights``). ESMM fits here unchanged: its
-outputs are the logits of pCTR and of pCTCVR = pCTR x pCVR, both labelled on
-every impression.
+The per-task losses are combined by ``task.loss_weighting`` (:mod:`bigrec.tasks.weighting`:
+``fixed`` ``sum_t w_t * loss_t`` with ``task.loss_weights``, learned ``uncertainty``
+weights, or ``gradnorm``), plus the model's auxiliary losses (``task.aux_loss_weights``).
+ESMM fits here unchanged: its outputs are the logits of pCTR and of pCTCVR = pCTR x pCVR,
+both labelled on every impression; it declares ``nested_labels`` (a conversion implies a
+click), which :meth:`LabelTask.check_labels` enforces on the data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
+import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from bigrec.batch import Batch
 from bigrec.config import TaskConfig
-from bigrec.errors import ConfigError
+from bigrec.errors import ConfigError, DataError
 from bigrec.features import Schema
 from bigrec.models.output import TASK_TYPES
 from bigrec.tasks.base import AuxiliaryLosses
 from bigrec.tasks.metrics import LabelMetrics
-
+from bigrec.tasks.weighting import make_weighting, parse_weighting
 
 
 class LabelStep(NamedTuple):
@@ -60,10 +64,13 @@ class LabelTask:
     task_types: tuple[str, ...]
     weights: tuple[float, ...]
     aux_loss_weights: tuple[tuple[str, float], ...] = ()
+    weighting: tuple[str, tuple[tuple[str, Any], ...]] = ("fixed", ())  # (name, options) of task.loss_weighting
+    nested_labels: tuple[tuple[str, str], ...] = ()  # (inner, outer): inner = 1 needs outer = 1
 
     @classmethod
     def for_model(cls, model, schema: Schema, labels: Optional[Sequence[str]] = None,
-                  weights: Optional[Sequence[float]] = None, aux_loss_weights: Optional[dict] = None) -> "LabelTask":
+                  weights: Optional[Sequence[float]] = None, aux_loss_weights: Optional[dict] = None,
+                  weighting: Any = "fixed") -> "LabelTask":
         if model.task not in ("ranking", "multitask"):
             raise ConfigError(f"task '{model.task}' is not a label (binary / regression) task")
         if labels is None:
@@ -86,17 +93,33 @@ class LabelTask:
                               f"{list(labels)}")
         aux = AuxiliaryLosses(aux_loss_weights)
         aux.check(getattr(model, "aux_loss_names", None))
+        name, options = parse_weighting(weighting)
+        shared = getattr(model, "last_shared_layer", lambda: None)()
+        make_weighting({"name": name, **options}, weights, task_types, shared,
+                       type(model).__name__)  # a bad choice fails here, before any process group
+        nested = tuple((labels[inner], labels[outer]) for inner, outer in getattr(model, "nested_labels", ()))
         return cls(tuple(labels), tuple(schema.labels.index(n) for n in labels), task_types, weights,
-                   tuple(aux.weights.items()))
+                   tuple(aux.weights.items()), (name, tuple(sorted(options.items()))), nested)
 
     @classmethod
     def from_config(cls, model, schema: Schema, config: TaskConfig) -> "LabelTask":
-        return cls.for_model(model, schema, config.labels, config.loss_weights, config.aux_loss_weights)
+        return cls.for_model(model, schema, config.labels, config.loss_weights, config.aux_loss_weights,
+                             config.loss_weighting)
 
     @property
     def binary_columns(self) -> list[str]:
         """The label columns read as 0/1 labels (the data layer checks their values)."""
         return [n for n, t in zip(self.label_names, self.task_types) if t == "binary"]
+
+    def check_labels(self, table: pa.Table, path: str) -> None:
+        """Raise a DataError naming ``path``, the column and the number of bad rows when a nested
+        label is 1 where its outer label is 0 (the data layer calls this on every slice it reads;
+        binary labels outside {0, 1} and NaN are its own checks, :mod:`bigrec.data.labels`)."""
+        for inner, outer in self.nested_labels:
+            bad = int(np.count_nonzero((table.column(inner).to_numpy() == 1) & (table.column(outer).to_numpy() != 1)))
+            if bad:
+                raise DataError(path, f"{bad} row(s) have {inner} = 1 where {outer} = 0 ({inner} must imply "
+                                      f"{outer}: the model multiplies their probabilities)", column=inner)
 
     def wrap(self, model: nn.Module) -> "LabelModule":
         return LabelModule(model, self)
@@ -139,9 +162,9 @@ class LabelTask:
 class LabelModule(nn.Module):
     """``model`` plus its loss, in the form TorchRec's pipelines drive.
 
-    ``forward(batch) -> (loss [], LabelStep)``. ``loss_weighting`` (an ``nn.Module``
-    mapping per-task losses ``[T]`` to the weighted sum) defaults to the fixed
-    ``task.loss_weights``.
+    ``forward(batch) -> (loss [], LabelStep)``. ``weighting`` (an ``nn.Module`` of
+    :mod:`bigrec.tasks.weighting`, trained with the model when it has parameters) maps
+    the per-task losses ``[T]`` to one loss; multi-task runs log its weights as ``weight/<label>``.
     """
 
     def __init__(self, model: nn.Module, task: LabelTask) -> None:
@@ -149,7 +172,10 @@ class LabelModule(nn.Module):
         self.model = model
         self.task = task
         self.aux = AuxiliaryLosses(dict(task.aux_loss_weights))
-        self.register_buffer("weights", torch.tensor(task.weights), persistent=False)
+        name, options = task.weighting
+        self.weighting = make_weighting({"name": name, **dict(options)}, task.weights, task.task_types,
+                                        getattr(model, "last_shared_layer", lambda: None)(), type(model).__name__)
+        self.needs_shared_layer = self.weighting.needs_shared_layer
         self.one_task = model.task == "ranking"
 
     def forward(self, batch: Batch):
@@ -159,8 +185,11 @@ class LabelModule(nn.Module):
             logits = logits.unsqueeze(1)
         targets = self.task.targets(batch)
         per_task = self.task.per_task_losses(logits, targets)
-        loss = (per_task * self.weights.to(per_task.dtype)).sum()
+        shared = list(self.model.last_shared_layer().parameters()) if self.needs_shared_layer else []
+        loss, weights = self.weighting(per_task, shared)
         terms = {f"loss/{name}": per_task[t].detach() for t, name in enumerate(self.task.label_names)}
+        if not self.one_task:
+            terms.update({f"weight/{name}": weights[t] for t, name in enumerate(self.task.label_names)})
         loss = self.aux.add(loss, output.aux_losses, terms)
         extras = {k: v.detach() for k, v in output.extras.items()}
         return loss, LabelStep(loss.detach(), terms, self.task.predictions(logits.detach()), targets, extras)

@@ -94,7 +94,8 @@ def prepare(config: Config) -> Prepared:
         batch_size = data.batch_size if split == "train" else data.eval_batch_size
         splits[split] = open_split(spec, schema, batch_size, env.rank, env.world_size,
                                    shuffle_buffer=data.shuffle_buffer if split == "train" else 0,
-                                   seed=config.trainer.seed, labels=labels)
+                                   seed=config.trainer.seed, labels=labels,
+                                   label_check=getattr(task, "check_labels", None))
     if data.validate:
         for dataset in splits.values():
             validate_rank_data(dataset)

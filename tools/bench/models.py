@@ -3,8 +3,10 @@
     python tools/bench/models.py [--epochs N]
 
 Runs the ranking/multi-task table (``models_ranking.py quality``: DeepFM, DIN, MMoE,
-SharedBottom) and the recall table (``models_recall.py quality``: SASRec, DSSM,
-most-popular), each with the real trainer on one rank, and rewrites both sections.
+SharedBottom), the recall table (``models_recall.py quality``: SASRec, DSSM,
+most-popular), each with the real trainer on one rank, and the multi-task section
+(``models_multitask.py``: SharedBottom, ESMM, MMoE, PLE, loss weighting; 3 seeds),
+and rewrites those sections.
 Needs the MovieLens files (``make data``).
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import models_multitask  # noqa: E402
 import models_ranking  # noqa: E402
 import models_recall  # noqa: E402
 
@@ -31,6 +34,7 @@ def main() -> None:
     target = models_recall.ROOT / "docs/models.md"
     models_recall.replace_section(target, models_ranking.HEADING, models_ranking.quality(args.epochs))
     models_recall.replace_section(target, "Recall", models_recall.quality(args.epochs or 10))
+    models_recall.replace_section(target, models_multitask.HEADING, models_multitask.quality(3, args.epochs))
 
 
 if __name__ == "__main__":

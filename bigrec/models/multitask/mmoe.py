@@ -71,6 +71,10 @@ class MMoE(RecModel):
         gates = torch.stack([gate(x) for gate in self.gate_units], dim=1)  # [B, T, E]
         return torch.bmm(gates, experts), gates  # [B, T, H]
 
+    def last_shared_layer(self) -> nn.Module:
+        """The experts' last linear layers (every task's gate mixes all experts)."""
+        return self.experts.last_layers()
+
     def gates(self, batch: Batch) -> torch.Tensor:
         """Gate weights ``[B, T, E]``."""
         return self._mix(batch)[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+from torch import nn
 
 from bigrec.batch import Batch
 from bigrec.features import Schema
@@ -55,6 +56,10 @@ class SharedBottom(RecModel):
         self.bottom = MLP(self.inputs.out_features, hidden_units, dropout_rates, activation)
         self.towers = TaskTowers(self.bottom.out_features, task_hidden_units, self.num_tasks, tower_dropout_rates,
                                  activation)
+
+    def last_shared_layer(self) -> nn.Module:
+        """The bottom MLP's last linear layer."""
+        return self.bottom.last_linear()
 
     def forward(self, batch: Batch) -> ModelOutput:
         shared = self.bottom(self.inputs(batch))

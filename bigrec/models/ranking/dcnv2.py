@@ -21,8 +21,11 @@ CROSS_PARAMETERIZATIONS = ("vector", "matrix")
 
 
 def make_cross_net(in_features: int, cross_num: int, cross_parameterization: str, low_rank: Optional[int],
-                   num_experts: int) -> nn.Module:
-    """TorchRec's cross network for the DCN-V2 options.
+                   num_experts: int, owner: str = "dcnv2") -> Optional[nn.Module]:
+    """TorchRec's cross network for the DCN-V2 options (``owner`` names the model in errors).
+
+    ``cross_num: 0`` gives no cross network (None): the model is its plain MLP, the
+    ablation its cross layers are measured against.
 
     ``vector``: ``x_{l+1} = x_0 * (x_l . w_l) + b_l + x_l`` (DCN, ``VectorCrossNet``);
     ``matrix``: ``x_{l+1} = x_0 * (W_l x_l + b_l) + x_l`` (``CrossNet``), with ``W_l = U_l V_l``
@@ -30,22 +33,24 @@ def make_cross_net(in_features: int, cross_num: int, cross_parameterization: str
     such low-rank experts (``LowRankMixtureCrossNet``).
     """
     if cross_parameterization not in CROSS_PARAMETERIZATIONS:
-        raise ConfigError(f"dcnv2: cross_parameterization must be one of {CROSS_PARAMETERIZATIONS}, "
+        raise ConfigError(f"{owner}: cross_parameterization must be one of {CROSS_PARAMETERIZATIONS}, "
                           f"got '{cross_parameterization}'")
-    if cross_num < 1:
-        raise ConfigError(f"dcnv2: cross_num must be >= 1, got {cross_num}")
+    if cross_num < 0:
+        raise ConfigError(f"{owner}: cross_num must be >= 0 (0: no cross network), got {cross_num}")
     if num_experts < 1:
-        raise ConfigError(f"dcnv2: num_experts must be >= 1, got {num_experts}")
+        raise ConfigError(f"{owner}: num_experts must be >= 1, got {num_experts}")
     if cross_parameterization == "vector":
         if low_rank is not None or num_experts > 1:
-            raise ConfigError("dcnv2: low_rank / num_experts need cross_parameterization: matrix")
-        return VectorCrossNet(in_features, cross_num)
+            raise ConfigError(f"{owner}: low_rank / num_experts need cross_parameterization: matrix")
+        return VectorCrossNet(in_features, cross_num) if cross_num else None
     if low_rank is None:
         if num_experts > 1:
-            raise ConfigError("dcnv2: num_experts > 1 needs low_rank (the mixture is of low-rank experts)")
-        return CrossNet(in_features, cross_num)
+            raise ConfigError(f"{owner}: num_experts > 1 needs low_rank (the mixture is of low-rank experts)")
+        return CrossNet(in_features, cross_num) if cross_num else None
     if low_rank < 1:
-        raise ConfigError(f"dcnv2: low_rank must be >= 1, got {low_rank}")
+        raise ConfigError(f"{owner}: low_rank must be >= 1, got {low_rank}")
+    if not cross_num:
+        return None
     if num_experts == 1:
         return LowRankCrossNet(in_features, cross_num, low_rank)
     return LowRankMixtureCrossNet(in_features, cross_num, num_experts, low_rank)
@@ -63,7 +68,7 @@ class DCNV2(RecModel):
     Args:
         schema: data schema.
         features: feature names (default: every non-sequence feature).
-        cross_num: number of cross layers.
+        cross_num: number of cross layers (0: none, the plain-MLP ablation).
         cross_parameterization: ``vector`` (DCN) or ``matrix`` (DCN-V2).
         low_rank: rank of the matrix cross kernels (None: full rank).
         num_experts: low-rank experts mixed by a gate (needs ``low_rank``).
@@ -92,10 +97,13 @@ class DCNV2(RecModel):
         super().__init__(schema)
         self.fields = FieldInput(schema, self.resolve_features(features), embedding_dim, device=device)
         in_features = self.fields.num_fields * embedding_dim
-        self.cross = make_cross_net(in_features, cross_num, cross_parameterization, low_rank, num_experts)
+        self.cross = make_cross_net(in_features, cross_num, cross_parameterization, low_rank, num_experts,
+                                    owner=self.registry_name)
         self.mlp = MLP(in_features, hidden_units, dropout_rates, activation)
-        self.head = nn.Linear(in_features + self.mlp.out_features, 1)
+        self.head = nn.Linear((in_features if self.cross is not None else 0) + self.mlp.out_features, 1)
 
     def forward(self, batch: Batch) -> ModelOutput:
         x0 = self.fields(batch).flatten(1)  # [B, F' * D]
-        return ModelOutput(self.head(torch.cat([self.cross(x0), self.mlp(x0)], dim=1)).squeeze(1))
+        deep = self.mlp(x0)
+        return ModelOutput(self.head(deep if self.cross is None else torch.cat([self.cross(x0), deep], dim=1))
+                           .squeeze(1))
