@@ -18,6 +18,7 @@ from torch import nn
 from torchrec.distributed.embedding import EmbeddingCollectionSharder
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.model_parallel import DataParallelWrapper
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 from torchrec.distributed.planner.stats import NoopEmbeddingStats
 from torchrec.distributed.planner.types import Stats
@@ -67,6 +68,22 @@ class SequenceSharder(EmbeddingCollectionSharder):
 
 def make_sharders() -> list[ModuleSharder[nn.Module]]:
     return [BagSharder(), SequenceSharder()]
+
+
+class SingleRankWrapper(DataParallelWrapper):
+    """DMP's data-parallel wrapper for a job of one rank: no DDP around the dense part.
+
+    DDP over a one-process group still buckets every gradient and runs an all-reduce
+    per step (a thread hand-off to gloo); with one rank the gradients need no sync.
+    """
+
+    def wrap(self, dmp: nn.Module, env: Any, device: torch.device) -> None:
+        dmp._dmp_wrapped_module.to(device)
+
+
+def data_parallel_wrapper(world_size: int) -> Optional[DataParallelWrapper]:
+    """The wrapper for ``DistributedModelParallel`` (None: TorchRec's DDP wrapper)."""
+    return SingleRankWrapper() if world_size == 1 else None
 
 
 KERNELS = [k.value for k in EmbeddingComputeKernel]

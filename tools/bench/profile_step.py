@@ -18,19 +18,19 @@ from torch.profiler import ProfilerActivity, profile
 
 # (category, name fragments); the first match wins, so specific patterns come first
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("data (Arrow -> Batch)", ("bigrec.data",)),
+    ("data (Arrow -> Batch)", ("bigrec.data", "DataLoader")),
     ("metrics, LR schedule, logging", ("bigrec.per_step",)),
     ("fused optimizer + embedding backward", ("backward_codegen", "embedding_backward", "rowwise_adagrad",
                                               "split_embedding_backward", "Optimizer.step#RowWise",
                                               "EmbeddingFusedOptimizer")),
     ("dense optimizer", ("Optimizer.step", "Optimizer.zero_grad", "_foreach", "adam", "## optimizer")),
+    ("DDP (gradient all-reduce)", ("allreduce", "all_reduce", "DistributedDataParallel", "Reducer")),
     ("input distribution (all-to-all)", ("all_to_all", "alltoall", "c10d::", "gloo", "sparse_data_dist",
                                          "input_dist", "_split", "record_param_comms")),
-    ("embedding lookup", ("embedding_codegen_forward", "split_embedding", "fbgemm::", "embedding_bag",
+    ("embedding lookup", ("[lookup]", "embedding_codegen_forward", "split_embedding", "fbgemm::", "embedding_bag",
                           "EmbeddingBag")),
     ("KJT handling", ("jagged", "permute", "KeyedJaggedTensor", "KJT", "segment", "asynchronous_complete_cumsum",
                       "lengths", "offsets")),
-    ("DDP all-reduce", ("allreduce", "all_reduce", "DistributedDataParallel", "Reducer")),
     ("dense forward/backward", ("aten::", "Backward", "autograd::", "## forward", "## backward")),
     ("pipeline bookkeeping", ("##",)),
 ]
