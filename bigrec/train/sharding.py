@@ -127,19 +127,21 @@ def pruned_sharding_types(rows: int, world_size: int) -> list[str]:
     return [t for t in ALL_SHARDING_TYPES if t not in dropped]
 
 
-def cpu_sharding_types(rows: int, is_sequence: bool, world_size: int) -> list[str]:
+def cpu_sharding_types(rows: int, world_size: int) -> list[str]:
     """The default sharding types of a table on CPU ranks.
 
-    TorchRec's planner models GPU costs; on CPU (gloo, one host) each all-to-all has a
-    fixed cost that dwarfs the lookup of a small table. A table of at most
-    ``MAX_REPLICATED_ROWS`` rows is therefore replicated (data-parallel: no input
-    all-to-all, one small gradient all-reduce) when it sits in an
-    ``EmbeddingBagCollection``, and kept whole on one rank (table-wise) in an
-    ``EmbeddingCollection``, where data-parallel is broken on CPU. Larger tables keep
-    the planner's choice among :func:`pruned_sharding_types`.
+    TorchRec's planner models GPU costs; on CPU (gloo, one host) splitting a small
+    table's rows over ranks buys nothing and adds bucketing and all-to-all traffic.
+    A table of at most ``MAX_REPLICATED_ROWS`` rows is kept whole on one rank
+    (table-wise: it rides the module's one all-to-all, with the fused kernel and the
+    exact fused optimizer). Data-parallel would avoid the all-to-all, but its dense
+    kernel runs TorchRec's Python optimizer instead of fbgemm's, and on MovieLens-100k
+    it lost 0.005 test AUC (``docs/benchmarks.md``); it is also broken for
+    ``EmbeddingCollection`` tables on CPU. Larger tables keep the planner's choice
+    among :func:`pruned_sharding_types`.
     """
     if rows <= MAX_REPLICATED_ROWS:
-        return [ShardingType.TABLE_WISE.value if is_sequence else ShardingType.DATA_PARALLEL.value]
+        return [ShardingType.TABLE_WISE.value]
     return pruned_sharding_types(rows, world_size)
 
 
@@ -172,7 +174,7 @@ def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels:
         if types is None and prune_for_world_size:
             types = pruned_sharding_types(tables[name][1], prune_for_world_size)
         elif types is None and cpu_world_size and name not in config.tables:
-            types = cpu_sharding_types(tables[name][1], tables[name][3], cpu_world_size)
+            types = cpu_sharding_types(tables[name][1], cpu_world_size)
         kernels = per_table.pop("compute_kernels", default_kernels)
         load_factor = per_table.pop("cache_load_factor", cache_load_factor)
         if "pooling_factor" in per_table:
