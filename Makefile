@@ -26,6 +26,7 @@ data: data/ml-100k/ranking/schema.json data/ml-100k/impressions/schema.json
 data-synthetic: | $(VENV)/.installed
 	$(VENV)/bin/bigrec data synthetic-criteo --output data/synthetic/criteo --rows 1000000
 	$(VENV)/bin/bigrec data synthetic-behavior --output data/synthetic/behavior
+	$(VENV)/bin/bigrec data synthetic-order --output data/synthetic/order
 	$(VENV)/bin/bigrec data synthetic-multitask --output data/synthetic/multitask --correlation 0
 	$(VENV)/bin/bigrec data synthetic-selection-bias --output data/synthetic/selection_bias
 	$(VENV)/bin/bigrec data synthetic-sequences --output data/synthetic/sequences

@@ -52,3 +52,19 @@ class Batch(Pipelineable):
             sequence_features=self.sequence_features.pin_memory(),
             labels=self.labels.pin_memory(),
         )
+
+
+def select_jagged(values: torch.Tensor, lengths: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``ids`` of a jagged table, as KJT pieces.
+
+    Args:
+        values: ``[T]`` the table's values, row after row.
+        lengths: ``[N]`` values per row.
+        ids: ``[M]`` rows to take (any order, repeats allowed).
+
+    Returns: ``(values [sum of the M lengths], lengths [M])`` in the order of ``ids``.
+    """
+    if ids.numel() == 0:  # fbgemm's kernel reads the last output offset
+        return values[:0], lengths[:0]
+    selected, selected_lengths = torch.ops.fbgemm.jagged_index_select(values[:, None], lengths, ids)
+    return selected[:, 0], selected_lengths

@@ -51,6 +51,13 @@ def _tiny_sequences(output_dir: Path, seed: int) -> None:
                        history_len=20, seed=seed)
 
 
+def _tiny_order(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic_order import generate_order
+
+    generate_order(output_dir, rows=4000, num_items=200, num_categories=6, num_users=50, max_len=10, overflow=4,
+                   seed=seed)
+
+
 def _tiny_selection_bias(output_dir: Path, seed: int) -> None:
     from bigrec.data.synthetic_selection_bias import generate_selection_bias
 
@@ -72,6 +79,7 @@ SYNTHETIC_SETS: dict[str, Callable[[Path, int], None]] = {
     "behavior": _tiny_behavior,
     "multitask": _tiny_multitask,
     "sequences": _tiny_sequences,
+    "order": _tiny_order,
     "selection_bias": _tiny_selection_bias,
     **{f"fields_{signal}": _tiny_fields(signal) for signal in ("cross", "pair", "memorise")},
 }
@@ -135,3 +143,4 @@ def train_from_seed(config, steps: int, seed: int = 1234) -> dict:
     placement = {table: (entry.sharding_type, sorted(entry.ranks or []))
                  for module_plan in trainer.plan.plan.values() for table, entry in module_plan.items()}
     return {"losses": losses, "valid": trainer.evaluate("valid"), "placement": placement}
+

@@ -14,7 +14,7 @@ import torch
 from bigrec.data.convert import columns_of, table_to_batch
 from bigrec.features import Schema
 from bigrec.models import build_model
-from bigrec.config import TaskConfig
+from bigrec.config import DataConfig, TaskConfig
 from bigrec.tasks import build_task
 
 
@@ -35,7 +35,7 @@ def fit_and_score(data_dir: Path, name: str, params: dict, epochs: int = 1, batc
     """Train model ``name``; return the trained model (eval mode) and its test metrics."""
     module, label_task = fit(data_dir, name, params, epochs, batch_size, lr, seed, task)
     schema = Schema.load(Path(data_dir) / "schema.json")
-    metrics = label_task.make_metrics(module, torch.device("cpu"))
+    metrics = label_task.make_metrics(module, torch.device("cpu"), "test")
     with single_thread(), torch.no_grad():
         for batch in batches(data_dir, "test", schema, 4096):
             metrics.update(module(batch)[1])
@@ -61,7 +61,7 @@ def fit(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: in
     schema = Schema.load(Path(data_dir) / "schema.json")
     torch.manual_seed(seed)
     model = build_model(name, schema, params)
-    label_task = build_task(model, schema, task or TaskConfig())
+    label_task = build_task(model, schema, task or TaskConfig(), DataConfig(path=str(data_dir)))
     module = label_task.wrap(model)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     table = pq.read_table(Path(data_dir) / "train.parquet", columns=columns_of(schema))

@@ -1,4 +1,4 @@
-"""``bigrec data movielens|synthetic-criteo``: prepare data sets as Parquet."""
+"""``bigrec data movielens|synthetic-*``: prepare data sets as Parquet."""
 
 from __future__ import annotations
 
@@ -65,6 +65,9 @@ def register(subparsers) -> None:
 
     add_sequences_cli(commands, _positive_int)
     add_fields_cli(commands, _positive_int)
+    from bigrec.data.synthetic_order import add_cli as add_order_cli
+
+    add_order_cli(commands, _positive_int)
     _register_behavior_and_multitask(commands)
     from bigrec.data.converters.cli import register as register_converters
 

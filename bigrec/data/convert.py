@@ -127,7 +127,7 @@ def _apply_id_policy(ids: np.ndarray, feature: IdFeature) -> np.ndarray:
     return ids
 
 
-def _ids_and_lengths(table: pa.Table, feature: IdFeature, ones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ids_and_lengths(table: pa.Table, feature: IdFeature, ones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(ids int64 [N], lengths int32 [B])`` of one feature, policy applied.
 
     ``ones`` is a ``[B]`` array of ones, shared as the lengths of single-id features.
@@ -159,7 +159,7 @@ def _kjt(table: pa.Table, features: list[IdFeature]) -> KeyedJaggedTensor:
     if not features:
         return KeyedJaggedTensor.empty(values_dtype=torch.int64)
     ones = np.ones(table.num_rows, dtype=np.int32)
-    all_ids, all_lengths = zip(*(_ids_and_lengths(table, f, ones) for f in features))
+    all_ids, all_lengths = zip(*(ids_and_lengths(table, f, ones) for f in features))
     return KeyedJaggedTensor(
         keys=[f.name for f in features],
         values=torch.from_numpy(np.concatenate(all_ids)),

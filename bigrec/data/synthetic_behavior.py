@@ -48,7 +48,8 @@ def build_schema(num_items: int, num_categories: int, num_users: int, max_len: i
     return Schema(features, labels=[LABEL], metadata=dict(metadata or {}))
 
 
-def _list_array(values: np.ndarray, lengths: np.ndarray) -> pa.ListArray:
+def list_array(values: np.ndarray, lengths: np.ndarray) -> pa.ListArray:
+    """One list per row: ``values`` split by ``lengths`` (int64 lists)."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.int64), pa.int64()))
@@ -79,16 +80,44 @@ def sample_rows(rng: np.random.Generator, n: int, num_items: int, num_categories
     hit = hist_cats == cand_cat[row_of]
     np.logical_or.at(match, row_of[hit], True)
     logits = strength * (2.0 * match - 1.0)
+    return behavior_table(rng, logits, num_users, cand_item, cand_cat, hist_items, hist_cats, lengths), logits
+
+
+def behavior_table(rng: np.random.Generator, logits: np.ndarray, num_users: int, cand_item: np.ndarray,
+                   cand_cat: np.ndarray, hist_items: np.ndarray, hist_cats: np.ndarray,
+                   lengths: np.ndarray) -> pa.Table:
+    """The columns of the behaviour layout; labels ``Bernoulli(sigmoid(logits))``, random user buckets."""
+    n = len(logits)
     labels = (rng.random(n) < 1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-    table = pa.table({
+    return pa.table({
         "user_id": pa.array(rng.integers(0, num_users, n), pa.int64()),
         "item_id": pa.array(cand_item, pa.int64()),
         "item_cat": pa.array(cand_cat, pa.int64()),
-        "hist_item_ids": _list_array(hist_items, lengths),
-        "hist_cat_ids": _list_array(hist_cats, lengths),
+        "hist_item_ids": list_array(hist_items, lengths),
+        "hist_cat_ids": list_array(hist_cats, lengths),
         LABEL: pa.array(labels, pa.float32()),
     })
-    return table, logits
+
+
+def write_behavior_splits(output_dir: str | Path, rows: int, sample, schema_shape: dict, metadata: dict, seed: int,
+                          valid_fraction: float, test_fraction: float, embedding_dim: int,
+                          row_group_size: int) -> Schema:
+    """Draw each split with ``sample(rng, n) -> (table, planted logits)``, write it with its schema.
+
+    ``schema_shape``: ``num_items``, ``num_categories``, ``num_users``, ``max_len`` (see :func:`build_schema`);
+    the metadata gain the seed, the split sizes and the Bayes AUC of the planted logits on test.
+    """
+    sizes = split_sizes(int(rows), valid_fraction, test_fraction)
+    tables, aucs = {}, {}
+    for index, split in enumerate(SPLITS):
+        rng = np.random.default_rng([int(seed), index])
+        tables[split], logits = sample(rng, sizes[split])
+        aucs[split] = roc_auc(logits, tables[split].column(LABEL).to_numpy()) if sizes[split] else None
+    metadata = {**metadata, "seed": int(seed), "rows": sizes,
+                "bayes_auc_estimate": round(aucs["test"], 4) if aucs["test"] is not None else None}
+    schema = build_schema(embedding_dim=embedding_dim, metadata=metadata, **schema_shape)
+    write_split_dir(output_dir, tables, schema, row_group_size)
+    return schema
 
 
 def generate_behavior(output_dir: str | Path, rows: int, num_items: int = 1000, num_categories: int = 20,
@@ -100,18 +129,10 @@ def generate_behavior(output_dir: str | Path, rows: int, num_items: int = 1000, 
         raise ValueError(f"need num_items >= num_categories >= 2, got {num_items} items, {num_categories} categories")
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
-    sizes = split_sizes(int(rows), valid_fraction, test_fraction)
-    tables, aucs = {}, {}
-    for index, split in enumerate(SPLITS):
-        rng = np.random.default_rng([int(seed), index])
-        tables[split], logits = sample_rows(rng, sizes[split], num_items, num_categories, num_users, max_len,
-                                            strength, empty_fraction)
-        aucs[split] = roc_auc(logits, tables[split].column(LABEL).to_numpy()) if sizes[split] else None
-    metadata = {"generator": GENERATOR, "seed": int(seed), "rows": sizes, "num_items": num_items,
-                "num_categories": num_categories, "max_len": max_len, "strength": strength,
-                "empty_fraction": empty_fraction,
-                "bayes_auc_estimate": round(aucs["test"], 4) if aucs["test"] is not None else None,
+    shape = {"num_items": num_items, "num_categories": num_categories, "num_users": num_users, "max_len": max_len}
+    metadata = {"generator": GENERATOR, **shape, "strength": strength, "empty_fraction": empty_fraction,
                 "signal": "label depends only on whether item_cat occurs in hist_cat_ids"}
-    schema = build_schema(num_items, num_categories, num_users, max_len, embedding_dim, metadata)
-    write_split_dir(output_dir, tables, schema, row_group_size)
-    return schema
+    return write_behavior_splits(
+        output_dir, rows, lambda rng, n: sample_rows(rng, n, num_items, num_categories, num_users, max_len, strength,
+                                                     empty_fraction),
+        shape, metadata, seed, valid_fraction, test_fraction, embedding_dim, row_group_size)

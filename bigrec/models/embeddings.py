@@ -84,11 +84,13 @@ class FeatureEmbeddings(nn.Module):
     def output_dim(self, name: str) -> int:
         return self.schema.tables[self.schema[name].table].embedding_dim
 
-    def forward(self, batch: Batch) -> EmbeddedFeatures:
+    def forward(self, batch: Batch, bags: bool = True) -> EmbeddedFeatures:
+        """Look ``batch`` up; ``bags=False`` skips the ``EmbeddingBagCollection`` (a lookup that needs none of its
+        features must not call it: the train pipeline may own its input)."""
         pooled: dict[str, torch.Tensor] = {}
         sequences: dict[str, torch.Tensor] = {}
         masks: dict[str, torch.Tensor] = {}
-        if self.bags is not None:
+        if self.bags is not None and bags:
             keyed = self.bags(batch.sparse_features)
             for name in self.pooled_names:
                 pooled[name] = keyed[name]

@@ -8,27 +8,36 @@ reach a result: pooled, attended or read as a state.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
 from bigrec.errors import ConfigError
 from bigrec.features import Schema, SequenceFeature
+from bigrec.models.embeddings import EmbeddedFeatures
 from bigrec.models.layers import MLP
 
 
-def keep_recent(history: torch.Tensor, mask: torch.Tensor, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The most recent ``max_len`` behaviours, left-aligned: ``[B, L, D], [B, L] -> [B, m, D], [B, m]``.
+def keep_recent(history: torch.Tensor, mask: torch.Tensor, max_len: int, right_aligned: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The most recent ``max_len`` behaviours: ``[B, L, D], [B, L] -> [B, m, D], [B, m]`` (``m = max_len``).
 
-    ``m = max_len``; rows with fewer behaviours are padded at the end with zeros.
+    Left-aligned (oldest kept first, padding at the end), or with ``right_aligned``
+    the most recent behaviour at position ``m - 1`` and the padding first, so a
+    position counts back from the latest behaviour. Padding is zeros.
     """
     steps = torch.arange(max_len, device=history.device)
     lengths = mask.sum(dim=1)
-    kept = lengths.clamp(max=max_len)
-    index = ((lengths - kept)[:, None] + steps[None, :]).clamp(max=history.shape[1] - 1)  # [B, m]
+    if right_aligned:
+        index = lengths[:, None] - max_len + steps[None, :]  # [B, m], negative on padding
+        recent_mask = index >= 0
+    else:
+        kept = lengths.clamp(max=max_len)
+        index = (lengths - kept)[:, None] + steps[None, :]
+        recent_mask = steps[None, :] < kept[:, None]
+    index = index.clamp(min=0, max=history.shape[1] - 1)
     items = history.gather(1, index[:, :, None].expand(-1, -1, history.shape[2]))
-    recent_mask = steps[None, :] < kept[:, None]
     return items * recent_mask[:, :, None].to(items.dtype), recent_mask
 
 
@@ -105,6 +114,9 @@ def pair_behaviors(schema: Schema, features: list[str], behavior_features: Mappi
     else:
         pairs = []
         for history in behavior_features:
+            if history not in schema:
+                raise ConfigError(f"{model}: behaviour feature '{history}' is not in the schema; known features: "
+                                  f"{[f.name for f in schema.features]}")
             table = schema[history].table
             candidates = [n for n in features if schema[n].kind != "sequence" and schema[n].table == table]
             if len(candidates) != 1:
@@ -114,6 +126,10 @@ def pair_behaviors(schema: Schema, features: list[str], behavior_features: Mappi
             pairs.append((candidates[0], history))
     if not pairs:
         raise ConfigError(f"{model}: behavior_features is empty")
+    missing = [n for pair in pairs for n in pair if n not in schema]
+    if missing:
+        raise ConfigError(f"{model}: behavior_features names {missing}, absent from the schema; known features: "
+                          f"{[f.name for f in schema.features]}")
     for candidate, history in pairs:
         if not isinstance(schema[history], SequenceFeature):
             raise ConfigError(f"{model}: behaviour feature '{history}' is not a sequence feature")
@@ -128,3 +144,26 @@ def pair_behaviors(schema: Schema, features: list[str], behavior_features: Mappi
     if len(lengths) > 1:
         raise ConfigError(f"{model}: aligned histories {[h for _, h in pairs]} must have one max_len, got {lengths}")
     return pairs
+
+
+def behavior_tensors(embedded: EmbeddedFeatures, pairs: list[tuple[str, str]]
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Candidates and histories of aligned behaviour pairs, concatenated per position.
+
+    ``pairs`` as from :func:`pair_behaviors`; ``E = sum of the pairs' dims``.
+    Returns ``candidate [B, E]``, ``history [B, L, E]`` and the first history's mask ``[B, L]``.
+    """
+    candidate = torch.cat([embedded.pooled[c] for c, _ in pairs], dim=-1)
+    history = torch.cat([embedded.sequences[h] for _, h in pairs], dim=-1)
+    return candidate, history, embedded.masks[pairs[0][1]]
+
+
+def history_length(schema: Schema, pairs: list[tuple[str, str]], max_len: Optional[int], model: str) -> int:
+    """The history positions a model reads: its ``max_len`` (at most the history's) or the history's ``max_len``."""
+    stored = schema[pairs[0][1]].max_len
+    if max_len is None:
+        return stored
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or not 1 <= max_len <= stored:
+        raise ConfigError(f"{model}: max_len must be an integer in [1, {stored}] (the history's max_len), "
+                          f"got {max_len!r}")
+    return max_len

@@ -5,9 +5,12 @@
     OUTPUT/items.parquet   item_id int64, embedding list<float32>  (every id but the padding id)
     OUTPUT/users.parquet   user_id int64, embedding list<float32>, seen_item_ids list<int64>
                            (one row per row of the exported split, e.g. the test split;
-                           a user with K interest vectors has K * dim floats, interest-major)
+                           a user with K interest vectors has K * dim floats, interest-major;
+                           seen: every item of the user's splits before it, as in evaluation)
     OUTPUT/export.json     model, dim, interests (K), temperature, checkpoint, split
 
+Item vectors come from the item tower over the item catalogue (every item id
+with its item features), as in full-ranking evaluation.
 ``retrieve(export_dir, user_ids, k)`` scores users against every item by dot
 product (brute-force ``torch.topk``, or FAISS ``IndexFlatIP`` when installed)
 and excludes each user's seen items. With K interests per user an item's score is
@@ -33,7 +36,8 @@ from bigrec.models.output import score
 
 
 def load_recall_model(checkpoint: str | Path):
-    """The recall model of a checkpoint directory, on CPU, in eval mode (one process, no process group)."""
+    """``(module, task, config, schema)`` of a checkpoint directory: the recall model with its loss, on CPU,
+    in eval mode (one process, no process group), and its retrieval task over the run's data."""
     from bigrec.models import build_model
     from bigrec.tasks import build_task
     from bigrec.train.checkpoint import load_model_state
@@ -47,10 +51,11 @@ def load_recall_model(checkpoint: str | Path):
     if model.task != "retrieval":
         raise ConfigError(f"{checkpoint}: model '{config.model.name}' is a {model.task} model; export needs a "
                           f"recall model")
-    module = build_task(model, schema, config.task).wrap(model)
+    task = build_task(model, schema, config.task, config.data)
+    module = task.wrap(model)
     load_model_state(checkpoint, module)
     module.eval()
-    return module, config, schema
+    return module, task, config, schema
 
 
 def _vectors_column(vectors: torch.Tensor) -> pa.Array:
@@ -64,7 +69,7 @@ def _vectors_column(vectors: torch.Tensor) -> pa.Array:
 def export_embeddings(checkpoint: str | Path, output: str | Path, split: str = "test", data: Optional[str] = None,
                       batch_size: int = 4096) -> dict:
     """Write ``items.parquet``, ``users.parquet`` and ``export.json`` (see the module doc)."""
-    module, config, schema = load_recall_model(checkpoint)
+    module, task, config, schema = load_recall_model(checkpoint)
     model = module.model
     padding = module.options.padding_item
     ids = torch.tensor([i for i in range(model.num_items) if i != padding], dtype=torch.int64)
@@ -77,15 +82,14 @@ def export_embeddings(checkpoint: str | Path, output: str | Path, split: str = "
     if spec is None:
         raise ConfigError(f"the checkpoint's config has no '{split}' split; pass --data")
     dataset = open_split(spec, schema, batch_size, 0, 1)
-    users, seen = [], []
+    users, user_ids = [], []
     for batch in dataset:
         users.append(model(batch, module.no_ids).user)
-        seen.append(model.seen_ids(batch))
-    users_t = torch.cat(users)
+        user_ids.append(module.user_ids(batch))
+    users_t, user_ids_t = torch.cat(users), torch.cat(user_ids)
     interests = users_t.shape[1] if users_t.dim() == 3 else 1
-    user_ids = _user_ids(dataset.files, users_t.shape[0])
-    seen_lists = [[int(i) for i in row if i >= 0] for row in torch.cat(seen).tolist()]
-    write_table(pa.table({"user_id": pa.array(user_ids, pa.int64()), "embedding": _vectors_column(users_t),
+    seen_lists = task.seen_items(split).lists(user_ids_t)
+    write_table(pa.table({"user_id": pa.array(user_ids_t.numpy(), pa.int64()), "embedding": _vectors_column(users_t),
                           "seen_item_ids": pa.array(seen_lists, pa.list_(pa.int64()))}), output / "users.parquet")
     meta = {"model": config.model.name, "dim": int(users_t.shape[-1]), "interests": int(interests),
             "temperature": module.temperature,
@@ -93,13 +97,6 @@ def export_embeddings(checkpoint: str | Path, output: str | Path, split: str = "
             "num_users": int(users_t.shape[0])}
     write_json(meta, output / "export.json")
     return meta
-
-
-def _user_ids(files: list[str], rows: int) -> np.ndarray:
-    """The ``user_id`` column of the exported rows (their row numbers when there is none)."""
-    if all("user_id" in pq.read_schema(f).names for f in files):
-        return np.concatenate([pq.read_table(f, columns=["user_id"]).column("user_id").to_numpy() for f in files])
-    return np.arange(rows, dtype=np.int64)
 
 
 def _read_vectors(path: Path, id_column: str) -> tuple[np.ndarray, torch.Tensor, pa.Table]:

@@ -7,7 +7,8 @@ predictions. The trainer holds no branch per task kind: it calls these methods o
   ``loss`` is the scalar to back-propagate, ``step`` a tuple whose first two
   entries are the detached loss and a dict of detached named loss terms (each
   task's loss, each auxiliary loss) -- the form TorchRec's train pipelines drive;
-* ``make_metrics(sharded_model, device)`` -> :class:`Metrics`;
+* ``make_metrics(sharded_model, device, split)`` -> :class:`Metrics` for evaluating
+  ``split`` (``valid``, ``test``; the retrieval task excludes what users saw before it);
 * ``prediction_columns(step) -> {column: [B] or [B, k] tensor}`` what ``bigrec
   predict`` writes for each row;
 * optionally ``check_labels(table, path)``: raises a DataError for label values the
@@ -38,7 +39,7 @@ class Task(Protocol):
 
     def wrap(self, model: nn.Module) -> nn.Module: ...
 
-    def make_metrics(self, sharded_model: nn.Module, device: torch.device) -> Metrics: ...
+    def make_metrics(self, sharded_model: nn.Module, device: torch.device, split: str = "valid") -> Metrics: ...
 
     def prediction_columns(self, step: tuple) -> dict[str, torch.Tensor]: ...
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bigrec.batch import Batch
-from bigrec.config import TaskConfig
+from bigrec.config import DataConfig, TaskConfig
 from bigrec.errors import ConfigError, DataError
 from bigrec.features import Schema
 from bigrec.models.output import TASK_TYPES
@@ -102,7 +102,7 @@ class LabelTask:
                    tuple(aux.weights.items()), (name, tuple(sorted(options.items()))), nested)
 
     @classmethod
-    def from_config(cls, model, schema: Schema, config: TaskConfig) -> "LabelTask":
+    def from_config(cls, model, schema: Schema, config: TaskConfig, data: Optional[DataConfig] = None) -> "LabelTask":
         return cls.for_model(model, schema, config.labels, config.loss_weights, config.aux_loss_weights,
                              config.loss_weighting)
 
@@ -124,7 +124,7 @@ class LabelTask:
     def wrap(self, model: nn.Module) -> "LabelModule":
         return LabelModule(model, self)
 
-    def make_metrics(self, sharded_model: nn.Module, device: torch.device) -> LabelMetrics:
+    def make_metrics(self, sharded_model: nn.Module, device: torch.device, split: str = "valid") -> LabelMetrics:
         return LabelMetrics(self.label_names, self.task_types, device)
 
     def prediction_columns(self, step: LabelStep) -> dict[str, torch.Tensor]:

@@ -80,7 +80,7 @@ def prepare(config: Config) -> Prepared:
         raise ConfigError("data.path is not set")
     schema = Schema.load(config.data.resolve("schema"))
     probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
-    task = build_task(probe, schema, config.task)
+    task = build_task(probe, schema, config.task, config.data)
     check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
     check_dense_optimizer(config.trainer.dense_optimizer)
     data = config.data
@@ -260,7 +260,7 @@ class Trainer:
     def evaluate(self, split: str) -> dict[str, float]:
         dataset = self.splits[split]
         self.model.eval()
-        metrics = self.task.make_metrics(self.model, self.env.device)
+        metrics = self.task.make_metrics(self.model, self.env.device, split)
         loader = make_loader(dataset, self.config.data.num_workers)
         for output in self._steps(loader, len(dataset)):
             metrics.update(output)

@@ -50,7 +50,7 @@ def mechanism(model: DIN, batch) -> None:
     assert not torch.allclose(before, silenced)
 
 
-def _tiny_batch(histories: list[list[int]], max_len: int = 4):
+def tiny_batch(histories: list[list[int]], max_len: int = 4):
     """Candidate item 1 (category 1) with the given item histories; item i has category 1 + i % 3."""
     schema = build_schema(num_items=9, num_categories=3, num_users=5, max_len=max_len, embedding_dim=4)
     n = len(histories)
@@ -64,7 +64,7 @@ def _tiny_batch(histories: list[list[int]], max_len: int = 4):
 
 
 def test_attention_is_zero_on_padding_and_empty_history_is_finite():
-    schema, batch = _tiny_batch([[3, 4, 5, 6], [7, 8], []])
+    schema, batch = tiny_batch([[3, 4, 5, 6], [7, 8], []])
     torch.manual_seed(0)
     model = DIN(schema, behavior_features=BEHAVIOR, attention_units=[8], hidden_units=[8], embedding_dim=4,
                 activation="dice").eval()
@@ -94,7 +94,7 @@ def test_padding_ids_do_not_leak_into_the_interest():
 
 
 def test_attention_is_not_normalised_and_changes_the_output():
-    schema, batch = _tiny_batch([[3, 4, 5, 6], [3, 4, 5, 6], [7, 8]])
+    schema, batch = tiny_batch([[3, 4, 5, 6], [3, 4, 5, 6], [7, 8]])
     torch.manual_seed(0)
     model = DIN(schema, behavior_features=BEHAVIOR, attention_units=[8], hidden_units=[8], embedding_dim=4,
                 activation="relu").eval()
@@ -114,7 +114,7 @@ def test_attention_is_not_normalised_and_changes_the_output():
 
 
 def test_behavior_features_as_a_list_pairs_the_candidate_reading_the_same_table():
-    schema, batch = _tiny_batch([[3, 4], []])
+    schema, batch = tiny_batch([[3, 4], []])
     model = DIN(schema, features=["item_id", "item_cat"], behavior_features=["hist_item_ids", "hist_cat_ids"],
                 attention_units=[8], hidden_units=[8], embedding_dim=4)
     assert model.pairs == [("item_id", "hist_item_ids"), ("item_cat", "hist_cat_ids")]
@@ -138,22 +138,22 @@ def test_din_beats_candidate_only_deepfm(behavior_data):
     (["hist_item_ids"], "exactly one candidate"),
 ])
 def test_bad_behavior_features_name_the_problem(behavior, message):
-    schema, _ = _tiny_batch([[1]])
+    schema, _ = tiny_batch([[1]])
     features = ["user_id"] if behavior == ["hist_item_ids"] else None
     with pytest.raises(ConfigError, match=message):
         DIN(schema, features=features, behavior_features=behavior, embedding_dim=4)
 
 
 def test_feature_absent_from_schema_is_one_clear_error():
-    schema, _ = _tiny_batch([[1]])
+    schema, _ = tiny_batch([[1]])
     with pytest.raises(ConfigError, match="'no_such_feature'"):
         build_model("din", schema, {"features": ["item_id", "no_such_feature"], "behavior_features": BEHAVIOR})
 
 
 def test_padding_never_enters_the_attention_batch_statistics():
     """Dice normalises with batch statistics: padded positions must not shift them (review fix)."""
-    schema, short = _tiny_batch([[3, 4], [5]], max_len=4)
-    _, long = _tiny_batch([[3, 4], [5]], max_len=12)  # the same rows, 8 more padded positions each
+    schema, short = tiny_batch([[3, 4], [5]], max_len=4)
+    _, long = tiny_batch([[3, 4], [5]], max_len=12)  # the same rows, 8 more padded positions each
     torch.manual_seed(0)
     model = DIN(schema, behavior_features=BEHAVIOR, attention_units=[8], hidden_units=[8], embedding_dim=4,
                 activation="dice").train()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 
-from bigrec.models.recall.candidates import with_candidate_lookup
 from bigrec.models.recall.sasrec import SASRec
 
 
@@ -19,7 +18,7 @@ PARITY_OVERRIDES = {"model": {"dropout_rate": 0.0}}
 def mechanism(model: SASRec, batch) -> None:
     """Reversing every history changes the user vectors (an order-free pooling would not)."""
     with torch.no_grad():
-        embedded = model.embeddings(with_candidate_lookup(batch, torch.zeros(0, dtype=torch.int64)))
+        embedded = model.candidates.embed(model.embeddings, batch, torch.zeros(0, dtype=torch.int64)).batch
         history, mask = embedded.sequences[model.history_feature], embedded.masks[model.history_feature]
         lengths = mask.sum(dim=1)
         positions = torch.arange(mask.shape[1])[None, :]

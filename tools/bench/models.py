@@ -3,10 +3,10 @@
     python tools/bench/models.py [--epochs N]
 
 Runs the ranking/multi-task table (``models_ranking.py quality``: DeepFM, DIN, MMoE,
-SharedBottom), the recall table (``models_recall.py quality``: SASRec, DSSM,
-most-popular), each with the real trainer on one rank, and the multi-task section
-(``models_multitask.py``: SharedBottom, ESMM, MMoE, PLE, loss weighting; 3 seeds),
-and rewrites those sections.
+SharedBottom), the behaviour-sequence table (``models_sequence.py``: DIEN, BST against DIN;
+3 seeds), the recall table (``models_recall.py quality``: SASRec, DSSM, most-popular), each
+with the real trainer on one rank, and the multi-task section (``models_multitask.py``:
+SharedBottom, ESMM, MMoE, PLE, loss weighting; 3 seeds), and rewrites those sections.
 Needs the MovieLens files (``make data``).
 """
 
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import models_multitask  # noqa: E402
 import models_ranking  # noqa: E402
+import models_sequence  # noqa: E402
 import models_recall  # noqa: E402
 
 
@@ -33,6 +34,7 @@ def main() -> None:
     quiet_third_party()
     target = models_recall.ROOT / "docs/models.md"
     models_recall.replace_section(target, models_ranking.HEADING, models_ranking.quality(args.epochs))
+    models_recall.replace_section(target, models_sequence.HEADING, models_sequence.quality(3, args.epochs))
     models_recall.replace_section(target, "Recall", models_recall.quality(args.epochs or 10))
     models_recall.replace_section(target, models_multitask.HEADING, models_multitask.quality(3, args.epochs))
 

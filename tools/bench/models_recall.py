@@ -3,9 +3,10 @@
     python tools/bench/models_recall.py quality      # -> docs/models.md, section "Recall"
     python tools/bench/models_recall.py throughput   # -> docs/benchmarks.md, section "Recall"
 
-``quality`` trains SASRec and DSSM with ``configs/recall/*_ml100k.yaml`` (one rank)
-and scores the most-popular baseline on the same leave-last-out protocol
-(Recall/NDCG/MRR@10 on the test split, seen items excluded).
+``quality`` trains SASRec, DSSM and DSSM with item features with
+``configs/recall/*_ml100k.yaml`` (one rank, seeds 0, 1, 2) and scores the
+most-popular baseline on the same leave-last-out protocol (Recall/NDCG/MRR@10
+on the test split, each user's train and valid items excluded).
 ``throughput`` measures training samples/s at 1 and 2 gloo ranks on synthetic
 sequences, and full-ranking evaluation users/s of SASRec with 1,682 and
 1,000,000 items (sampled softmax in training, sharded scoring in evaluation);
@@ -39,33 +40,74 @@ def replace_section(path: Path, heading: str, body: str) -> None:
     path.write_text(text.rstrip() + "\n")
 
 
-def quality(epochs: int) -> str:
+QUALITY_RUNS = (  # (row label, config, overrides)
+    ("sasrec", "sasrec_ml100k", []),
+    ("dssm", "dssm_ml100k", []),
+    ("dssm + item features (genres, year)", "dssm_ml100k", ["model.item_features=[item_id,genres,year]"]),
+)
+SEEDS = (0, 1, 2)
+
+
+def _train_quality(label: str, config_name: str, overrides: list, seed: int, epochs: int, out: str,
+                   results: Path) -> dict:
+    """Train one (config, seed) on one rank; the result is kept in ``results`` (reused when present)."""
+    import json
+
     from bigrec.config import load_config
-    from bigrec.tasks.retrieval.baselines import most_popular_metrics
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
-    rows = []
-    with tempfile.TemporaryDirectory() as out:
-        for name in ("sasrec", "dssm"):
-            config = load_config(ROOT / f"configs/recall/{name}_ml100k.yaml",
-                                 [f"trainer.epochs={epochs}", f"trainer.output_dir={out}/{name}",
-                                  "trainer.progress_bar=false", "sharding.print_plan=false",
-                                  f"data.path={ROOT / 'data/ml-100k/recall'}"])
-            started = time.perf_counter()
-            result = train(config)
-            rows.append((name, result["test"], time.perf_counter() - started, result["best_epoch"]))
-        destroy_process_group()
-    data = ROOT / "data/ml-100k/recall"
-    popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), 1683)
-    lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items; the user's earlier items are",
-             f"excluded from the ranking), {epochs} epoch(s) per model, configs/recall/*_ml100k.yaml.",
+    cached = results / f"{config_name}{'-features' if overrides else ''}-seed{seed}-epochs{epochs}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    config = load_config(ROOT / f"configs/recall/{config_name}.yaml",
+                         overrides + [f"trainer.epochs={epochs}", f"trainer.seed={seed}",
+                                      f"trainer.output_dir={out}/{config_name}-{seed}", "trainer.progress_bar=false",
+                                      "sharding.print_plan=false", f"data.path={ROOT / 'data/ml-100k/recall'}"])
+    started = time.perf_counter()
+    result = train(config)
+    destroy_process_group()
+    row = {"label": label, "seed": seed, "test": result["test"], "best_epoch": result["best_epoch"],
+           "seconds": time.perf_counter() - started}
+    results.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(row) + "\n")
+    return row
+
+
+def _spread(values: list[float], digits: int = 4) -> str:
+    """``mean ± standard deviation`` (sample, n - 1) of ``values``."""
+    import statistics
+
+    mean = statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def quality(epochs: int, results: Path) -> str:
+    from bigrec.data.seen import SeenItems
+    from bigrec.features import Schema
+    from bigrec.tasks.retrieval.baselines import most_popular_metrics
+
+    lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items). Every item of the user's training",
+             "interactions and the valid item are excluded from the ranking (the same for every model and the",
+             "baseline); a target ranks after every item scoring at least as high as it (ties count against it).",
+             f"{epochs} epoch(s) per run, configs/recall/*_ml100k.yaml, mean ± standard deviation over seeds "
+             f"{', '.join(map(str, SEEDS))}.",
              "Regenerate: `python tools/bench/models_recall.py quality --epochs N`.", "",
              "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
-    for name, test, seconds, best in rows:
-        lines.append(f"| {name} | {test['recall@10']:.4f} | {test['ndcg@10']:.4f} | {test['mrr@10']:.4f} | "
-                     f"{best} | {seconds:.0f} s |")
-    lines.append(f"| most-popular | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
+    with tempfile.TemporaryDirectory() as out:
+        for label, config_name, overrides in QUALITY_RUNS:
+            runs = [_train_quality(label, config_name, overrides, seed, epochs, out, results) for seed in SEEDS]
+            tests = [run["test"] for run in runs]
+            lines.append(f"| {label} | " + " | ".join(_spread([t[m] for t in tests]) for m in
+                                                       ("recall@10", "ndcg@10", "mrr@10"))
+                         + f" | {', '.join(str(run['best_epoch']) for run in runs)} | "
+                         f"{_spread([run['seconds'] for run in runs], 0)} s |")
+    data = ROOT / "data/ml-100k/recall"
+    schema = Schema.load(data / "schema.json")
+    seen = SeenItems.from_splits([str(data / "train.parquet"), str(data / "valid.parquet")], schema)
+    popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), schema, seen)
+    lines.append(f"| most-popular (deterministic) | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
                  f"{popular['mrr@10']:.4f} | - | - |")
     return "\n".join(lines)
 
@@ -151,13 +193,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["quality", "throughput"])
     parser.add_argument("--epochs", type=int, default=10, help="quality: epochs per model")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="quality: keep each run's result here and reuse those present (default: none kept)")
     parser.add_argument("--steps", type=int, default=60, help="throughput: training steps per run")
     args = parser.parse_args()
     from bigrec.logs import quiet_third_party
 
     quiet_third_party()
     if args.what == "quality":
-        replace_section(ROOT / "docs/models.md", "Recall", quality(args.epochs))
+        with tempfile.TemporaryDirectory() as scratch:
+            body = quality(args.epochs, args.results or Path(scratch))
+        replace_section(ROOT / "docs/models.md", "Recall", body)
     else:
         replace_section(ROOT / "docs/benchmarks.md", "Recall", throughput(args.steps))
 

@@ -24,7 +24,7 @@ from bigrec.models.embeddings import FeatureEmbeddings
 from bigrec.models.inputs import DenseColumns, id_feature_names
 from bigrec.models.layers import MLP
 from bigrec.models.output import ModelOutput
-from bigrec.models.sequence import TargetAttention, pair_behaviors
+from bigrec.models.sequence import TargetAttention, behavior_tensors, pair_behaviors
 from bigrec.models.registry import register_model
 
 
@@ -83,9 +83,7 @@ class DIN(RecModel):
 
     def _interest(self, batch: Batch):
         embedded = self.embeddings(batch)
-        query = torch.cat([embedded.pooled[c] for c, _ in self.pairs], dim=-1)  # [B, P*D]
-        keys = torch.cat([embedded.sequences[h] for _, h in self.pairs], dim=-1)  # [B, L, P*D]
-        mask = embedded.masks[self.pairs[0][1]]  # [B, L]
+        query, keys, mask = behavior_tensors(embedded, self.pairs)  # [B, P*D], [B, L, P*D], [B, L]
         interest, weights = self.attention_unit(query, keys, mask)
         return embedded, interest, weights
 

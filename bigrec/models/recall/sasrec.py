@@ -14,7 +14,6 @@ from bigrec.models.embeddings import FeatureEmbeddings
 from bigrec.models.recall import RecallModel, RecallOutput
 from bigrec.models.registry import register_model
 from bigrec.models.sequence import keep_recent, last_state, masked_mean
-from bigrec.models.recall.candidates import CANDIDATES, with_candidate_lookup
 
 
 @register_model("sasrec")
@@ -62,7 +61,7 @@ class SASRec(RecallModel):
             raise ConfigError(f"sasrec: max_len must be >= 1, got {max_len}")
         self.max_len = int(max_len)
         self.order_free = bool(order_free)
-        self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature, CANDIDATES],
+        self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature] + self.candidates.keys,
                                             embedding_dim=hidden_size, device=device)
         self.positions = nn.Embedding(self.max_len, hidden_size)
         self.dropout = nn.Dropout(dropout_rate)
@@ -75,11 +74,8 @@ class SASRec(RecallModel):
         self.register_buffer("causal_mask", causal, persistent=False)  # True = may not attend
         self.register_buffer("steps", torch.arange(self.max_len), persistent=False)
 
-    def item_table(self) -> nn.Module:
-        return self.embeddings.sequences[0]
-
     def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.item_rows(ids)
+        return self.item_inputs(ids)[0]
 
     def user_state(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[B, L, D]`` padded history + ``[B, L]`` mask -> ``[B, D]`` user vector."""
@@ -93,6 +89,7 @@ class SASRec(RecallModel):
         return last_state(hidden, mask)
 
     def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallOutput:
-        embedded = self.embeddings(with_candidate_lookup(batch, candidate_ids))
-        user = self.user_state(embedded.sequences[self.history_feature], embedded.masks[self.history_feature])
-        return RecallOutput(user, embedded.pooled[self.item_feature], embedded.pooled[CANDIDATES])
+        inputs = self.candidates.embed(self.embeddings, batch, candidate_ids)
+        history = self.history_feature
+        user = self.user_state(inputs.batch.sequences[history], inputs.batch.masks[history])
+        return RecallOutput(user, inputs.targets[0], inputs.candidates[0])

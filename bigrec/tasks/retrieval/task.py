@@ -16,7 +16,15 @@ Options (``task.options`` in the run config):
 ``padding_item``    ``0``        an id that is never a candidate (``null``: none)
 ``ks``              5,10,20,50   cut-offs of Recall/NDCG/HitRate/MRR@K
 ``eval_chunk_users`` ``1024``    users scored per matrix product in evaluation
+``user_feature``    ``user_id``  the user id feature that keys each user's seen items
 =================== ============ ==========================================================
+
+**Data.** Built with the run's data config, the task loads the item catalogue
+the schema names (``items.parquet``, :mod:`bigrec.data.catalogue`) and hands it
+to the model in :meth:`RetrievalTask.wrap` when its item tower reads item
+features; and it builds each user's seen items from the splits before the
+evaluated one (:mod:`bigrec.data.seen`): full-ranking metrics exclude them for
+every model alike.
 
 **Full softmax with a sharded item table.** Every rank looks up its contiguous
 slice of item ids through the model's (sharded) ``EmbeddingCollection``, then
@@ -44,7 +52,9 @@ import torch
 from torch import nn
 
 from bigrec.batch import Batch
-from bigrec.config import TaskConfig
+from bigrec.config import DataConfig, TaskConfig
+from bigrec.data.catalogue import ItemCatalogue
+from bigrec.data.seen import SeenItems, splits_before
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.output import RecallOutput
@@ -67,6 +77,7 @@ class RetrievalOptions:
     padding_item: Optional[int] = 0
     ks: tuple = DEFAULT_KS
     eval_chunk_users: int = 1024
+    user_feature: str = "user_id"
 
     @classmethod
     def from_dict(cls, raw: dict) -> "RetrievalOptions":
@@ -91,7 +102,7 @@ class RetrievalStep(NamedTuple):
     """An evaluation step's output: the input of :class:`FullRankingMetrics`.
 
     ``loss`` ``[]`` and ``terms`` detached; ``user`` ``[B, D]`` or ``[B, K, D]``;
-    ``targets`` ``[B]``; ``seen`` ``[B, L]`` ids excluded from ranking (``-1`` = none).
+    ``targets`` ``[B]``; ``user_ids`` ``[B]`` (whose seen items the ranking excludes).
     A training step gives ``(loss, terms)`` only.
     """
 
@@ -99,7 +110,7 @@ class RetrievalStep(NamedTuple):
     terms: dict
     user: torch.Tensor
     targets: torch.Tensor
-    seen: torch.Tensor
+    user_ids: torch.Tensor
 
 
 class RetrievalModule(nn.Module):
@@ -109,11 +120,13 @@ class RetrievalModule(nn.Module):
     ``(loss, RetrievalStep)`` in evaluation.
     """
 
-    def __init__(self, model, options: RetrievalOptions, aux: AuxiliaryLosses) -> None:
+    def __init__(self, model, options: RetrievalOptions, aux: AuxiliaryLosses, schema: Schema) -> None:
         super().__init__()
         self.model = model
         self.options = options
         self.aux = aux
+        self.user_feature = options.user_feature if options.user_feature in schema else None
+        self.user_in_sequences = self.user_feature is not None and schema.in_sequence_table(self.user_feature)
         num_items = model.num_items
         name = options.loss
         if name == "auto":
@@ -132,7 +145,7 @@ class RetrievalModule(nn.Module):
             zeros = torch.zeros(targets.shape[0], dtype=output.target.dtype, device=targets.device)
             loss = sampled_softmax_loss(output.user, output.target, targets, output.candidates, self.no_ids,
                                         zeros, zeros[:0], self.temperature)
-            return loss, RetrievalStep(loss.detach(), {}, output.user.detach(), targets, self.model.seen_ids(batch))
+            return loss, RetrievalStep(loss.detach(), {}, output.user.detach(), targets, self.user_ids(batch))
         candidate_ids = self.loss_fn.candidate_ids()
         output = self.model(batch, candidate_ids)
         loss = self.loss_fn(output, targets, candidate_ids)
@@ -140,29 +153,76 @@ class RetrievalModule(nn.Module):
         loss = self.aux.add(loss, output.aux_losses, terms)
         return loss, (loss.detach(), terms)
 
+    def user_ids(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` the rows' user ids (``-1`` when the schema has no user id feature: nothing is excluded)."""
+        if self.user_feature is None:
+            return torch.full_like(self.model.target_ids(batch), -1)
+        features = batch.sequence_features if self.user_in_sequences else batch.sparse_features
+        return features[self.user_feature].values()
+
 
 class RetrievalTask:
-    """The task of ``task = "retrieval"`` models (see :mod:`bigrec.tasks.base`)."""
+    """The task of ``task = "retrieval"`` models (see :mod:`bigrec.tasks.base`).
+
+    ``data``: the run's data config, where the item catalogue and the seen items
+    come from; without it (e.g. planning) no catalogue is attached and metrics
+    cannot be made.
+    """
 
     def __init__(self, model, schema: Schema, options: RetrievalOptions,
-                 aux_loss_weights: Optional[dict] = None) -> None:
+                 aux_loss_weights: Optional[dict] = None, data: Optional[DataConfig] = None) -> None:
         self.schema = schema
         self.options = options
+        self.data = data
         self.num_items = model.num_items
+        self.item_feature = model.item_feature
         self.aux = AuxiliaryLosses(aux_loss_weights)
         self.aux.check(getattr(model, "aux_loss_names", None))
+        user = schema[options.user_feature] if options.user_feature in schema else None
+        if user is not None and (user.kind != "sparse" or user.multi_valued):
+            raise ConfigError(f"task.options.user_feature '{options.user_feature}' must be a single-valued id "
+                              f"feature (it keys each user's seen items)")
+        self.catalogue = self._load_catalogue(model) if data is not None and model.needs_catalogue else None
+        self._seen: dict[tuple[str, ...], SeenItems] = {}
 
     @classmethod
-    def from_config(cls, model, schema: Schema, config: TaskConfig) -> "RetrievalTask":
-        return cls(model, schema, RetrievalOptions.from_dict(dict(config.options or {})), config.aux_loss_weights)
+    def from_config(cls, model, schema: Schema, config: TaskConfig,
+                    data: Optional[DataConfig] = None) -> "RetrievalTask":
+        return cls(model, schema, RetrievalOptions.from_dict(dict(config.options or {})), config.aux_loss_weights,
+                   data)
+
+    def _load_catalogue(self, model) -> ItemCatalogue:
+        """The item catalogue the schema names (checked now, before any process group)."""
+        schema_path = self.data.resolve("schema")
+        catalogue = ItemCatalogue.for_schema(self.schema, schema_path, self.item_feature)
+        if catalogue is None:
+            raise ConfigError(f"the item tower of '{type(model).__name__.lower()}' reads {model.item_features}, "
+                              f"so candidates need the item catalogue, but {schema_path} names none (metadata "
+                              f"'item_catalogue'); re-prepare the data set or let the item tower read the id only")
+        return catalogue
 
     def wrap(self, model) -> RetrievalModule:
-        return RetrievalModule(model, self.options, self.aux)
+        """The model with its loss; hands the item catalogue over when its item tower reads item features."""
+        if self.catalogue is not None:
+            model.attach_catalogue(self.catalogue.features)
+        return RetrievalModule(model, self.options, self.aux, self.schema)
 
-    def make_metrics(self, sharded_model: nn.Module, device: torch.device) -> FullRankingMetrics:
+    def seen_items(self, split: str) -> SeenItems:
+        """Each user's items in the splits before ``split`` (:func:`~bigrec.data.seen.splits_before`), read once."""
+        if self.data is None:
+            raise ConfigError("full-ranking metrics exclude each user's seen items, read from the data: build the "
+                              "retrieval task with the run's data config")
+        specs = tuple(spec for name in splits_before(split) if (spec := self.data.resolve(name)) is not None)
+        if specs not in self._seen:
+            self._seen[specs] = SeenItems.from_splits(specs, self.schema, self.options.user_feature,
+                                                      self.item_feature)
+        return self._seen[specs]
+
+    def make_metrics(self, sharded_model: nn.Module, device: torch.device,
+                     split: str = "valid") -> FullRankingMetrics:
         model = unwrap_model(sharded_model)
-        return FullRankingMetrics(model.item_vectors, self.num_items, device, ks=self.options.ks,
-                                  padding_item=self.options.padding_item,
+        return FullRankingMetrics(model.item_vectors, self.num_items, device, self.seen_items(split),
+                                  ks=self.options.ks, padding_item=self.options.padding_item,
                                   chunk_users=self.options.eval_chunk_users)
 
     def prediction_columns(self, step) -> dict[str, torch.Tensor]:
