@@ -34,7 +34,7 @@ ML100K = "data/ml-100k/ranking"
 ML100K_PARAMS = {"features": ["user_id", "item_id", "gender", "age", "occupation", "zip3", "genres", "year"],
                  "hidden_units": [256, 128], "embedding_dim": 16}
 SYNTHETIC_PARAMS = {"hidden_units": [512, 256, 64], "embedding_dim": 16}
-SYNTHETIC_MAX_ROWS = 4_000_000  # 26 tables spread geometrically from 10 rows to this: ~12M rows in all
+SYNTHETIC_MAX_ROWS = 4_500_000  # 26 tables spread geometrically from 10 rows to this: 11.1M rows in all
 WARMUP = 10
 
 
