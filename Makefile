@@ -30,6 +30,7 @@ data-synthetic: | $(VENV)/.installed
 	$(VENV)/bin/bigrec data synthetic-multitask --output data/synthetic/multitask --correlation 0
 	$(VENV)/bin/bigrec data synthetic-selection-bias --output data/synthetic/selection_bias
 	$(VENV)/bin/bigrec data synthetic-sequences --output data/synthetic/sequences
+	$(VENV)/bin/bigrec data synthetic-interests --output data/synthetic/interests
 	$(VENV)/bin/bigrec data synthetic-fields --signal cross --output data/synthetic/fields_cross
 	$(VENV)/bin/bigrec data synthetic-fields --signal pair --output data/synthetic/fields_pair
 	$(VENV)/bin/bigrec data synthetic-fields --signal memorise --output data/synthetic/fields_memorise

@@ -47,8 +47,16 @@ def _tiny_multitask(output_dir: Path, seed: int) -> None:
 def _tiny_sequences(output_dir: Path, seed: int) -> None:
     from bigrec.data.synthetic_sequences import generate_sequences
 
-    generate_sequences(output_dir, num_users=600, num_items=200, num_clusters=10, min_length=5, max_length=15,
+    # 800 users: the parity run of one-pass models needs 768 rows of train_sequences.parquet (one per user)
+    generate_sequences(output_dir, num_users=800, num_items=200, num_clusters=10, min_length=5, max_length=15,
                        history_len=20, seed=seed)
+
+
+def _tiny_interests(output_dir: Path, seed: int) -> None:
+    from bigrec.data.synthetic_interests import generate_interests
+
+    generate_interests(output_dir, num_users=300, num_items=200, num_clusters=20, interests=3, min_length=5,
+                       max_length=15, history_len=20, seed=seed)
 
 
 def _tiny_order(output_dir: Path, seed: int) -> None:
@@ -79,6 +87,7 @@ SYNTHETIC_SETS: dict[str, Callable[[Path, int], None]] = {
     "behavior": _tiny_behavior,
     "multitask": _tiny_multitask,
     "sequences": _tiny_sequences,
+    "interests": _tiny_interests,
     "order": _tiny_order,
     "selection_bias": _tiny_selection_bias,
     **{f"fields_{signal}": _tiny_fields(signal) for signal in ("cross", "pair", "memorise")},

@@ -24,16 +24,17 @@ def batches(data_dir: Path, split: str, schema: Schema, batch_size: int):
 
 
 def fit_and_evaluate(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
-                     lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None) -> dict[str, float]:
-    """Train model ``name`` with Adam on train, return its test metrics (``auc`` or ``<label>/auc``...)."""
-    return fit_and_score(data_dir, name, params, epochs, batch_size, lr, seed, task)[1]
+                     lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None,
+                     train: str = "train") -> dict[str, float]:
+    """Train model ``name`` with Adam on the ``train`` split, return its test metrics (``auc``, ``recall@10``...)."""
+    return fit_and_score(data_dir, name, params, epochs, batch_size, lr, seed, task, train)[1]
 
 
 def fit_and_score(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256,
-                  lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None
+                  lr: float = 3e-3, seed: int = 0, task: Optional[TaskConfig] = None, train: str = "train"
                   ) -> tuple[torch.nn.Module, dict[str, float]]:
     """Train model ``name``; return the trained model (eval mode) and its test metrics."""
-    module, label_task = fit(data_dir, name, params, epochs, batch_size, lr, seed, task)
+    module, label_task = fit(data_dir, name, params, epochs, batch_size, lr, seed, task, train=train)
     schema = Schema.load(Path(data_dir) / "schema.json")
     metrics = label_task.make_metrics(module, torch.device("cpu"), "test")
     with single_thread(), torch.no_grad():
@@ -55,16 +56,16 @@ def single_thread():
 
 
 def fit(data_dir: Path, name: str, params: dict, epochs: int = 1, batch_size: int = 256, lr: float = 3e-3,
-        seed: int = 0, task: Optional[TaskConfig] = None, train_filter: Optional[str] = None):
-    """Train model ``name`` with Adam on the train split (only the rows whose label
-    ``train_filter`` is 1, when given); return ``(task module in eval mode, task)``."""
+        seed: int = 0, task: Optional[TaskConfig] = None, train_filter: Optional[str] = None, train: str = "train"):
+    """Train model ``name`` with Adam on the ``train`` split (``train_sequences``: one-pass windows; only the
+    rows whose label ``train_filter`` is 1, when given); return ``(task module in eval mode, task)``."""
     schema = Schema.load(Path(data_dir) / "schema.json")
     torch.manual_seed(seed)
     model = build_model(name, schema, params)
     label_task = build_task(model, schema, task or TaskConfig(), DataConfig(path=str(data_dir)))
     module = label_task.wrap(model)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    table = pq.read_table(Path(data_dir) / "train.parquet", columns=columns_of(schema))
+    table = pq.read_table(Path(data_dir) / f"{train}.parquet", columns=columns_of(schema))
     if train_filter is not None:
         table = table.filter(pc.equal(table.column(train_filter), 1))
     train = [table_to_batch(table.slice(s, batch_size), schema) for s in range(0, table.num_rows, batch_size)]

@@ -195,7 +195,7 @@ def test_sasrec_attention_order_truncation_and_empty_history():
     torch.manual_seed(0)
     schema = _schema(max_len=8)
     model = build_model("sasrec", schema, {"max_len": 4, "hidden_size": 8, "num_heads": 2, "num_layers": 1,
-                                           "dropout_rate": 0.0})
+                                           "dropout_rate": 0.0, "all_positions": False})
     model.eval()
     none = torch.zeros(0, dtype=torch.int64)
 
@@ -212,7 +212,7 @@ def test_sasrec_attention_order_truncation_and_empty_history():
     assert torch.isfinite(both).all()
     assert torch.allclose(both[1], user([[5, 6]])[0], atol=1e-6)
     # the order-free ablation ignores order
-    mean = build_model("sasrec", schema, {"max_len": 4, "hidden_size": 8, "order_free": True})
+    mean = build_model("sasrec", schema, {"max_len": 4, "hidden_size": 8, "order_free": True, "all_positions": False})
     assert torch.allclose(mean(_batch([[1, 2, 3]], [1], schema), none).user,
                           mean(_batch([[3, 1, 2]], [1], schema), none).user, atol=1e-6)
 
@@ -244,8 +244,10 @@ def test_synthetic_sequences_skip_short_and_leave_last_out(tmp_path, capsys):
 
 # -------------------------------------------------- learning (one rank, in process)
 def _config(model: dict, data: str, out: str, options: dict, epochs: int) -> object:
+    one_pass = model["name"] == "sasrec"  # trains every position: one row per sequence
     return config_from_dict({
-        "data": {"path": data, "batch_size": 128, "eval_batch_size": 1024, "shuffle_buffer": 100000},
+        "data": {"path": data, "train": "train_sequences.parquet" if one_pass else "train.parquet",
+                 "batch_size": 32 if one_pass else 128, "eval_batch_size": 1024, "shuffle_buffer": 100000},
         "model": model, "task": {"options": options},
         "trainer": {"epochs": epochs, "output_dir": out, "progress_bar": False, "log_every": 1000,
                     "dense_optimizer": {"name": "adam", "lr": 0.005},

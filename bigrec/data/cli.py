@@ -64,6 +64,9 @@ def register(subparsers) -> None:
     from bigrec.data.synthetic_sequences import add_cli as add_sequences_cli
 
     add_sequences_cli(commands, _positive_int)
+    from bigrec.data.synthetic_interests import add_cli as add_interests_cli
+
+    add_interests_cli(commands, _positive_int)
     add_fields_cli(commands, _positive_int)
     from bigrec.data.synthetic_order import add_cli as add_order_cli
 

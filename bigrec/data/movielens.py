@@ -14,7 +14,7 @@ and writes::
 
     OUTPUT/vocab.json            raw value -> id for every categorical feature
     OUTPUT/ranking/{train,valid,test}.parquet, schema.json, vocab.json
-    OUTPUT/recall/{train,valid,test}.parquet,  schema.json, vocab.json, items.parquet
+    OUTPUT/recall/{train,valid,test,train_sequences}.parquet, schema.json, vocab.json, items.parquet
 
 Every row is one interaction with columns ``user_id, item_id, gender, age,
 occupation, zip3, genres (list), year, hist_item_ids (list), rating, click,
@@ -31,7 +31,9 @@ one) as test and the 10% before (at least one for users with ≥ 3) as valid;
 ``recall`` is leave-last-out (last → test, second last → valid). Every split is
 sorted by timestamp (ties by file order). ``recall/items.parquet`` is the item
 catalogue: ``item_id, genres, year`` of every item id (schema metadata
-``item_catalogue``).
+``item_catalogue``). ``recall/train_sequences.parquet`` holds the training rows
+that end a window of ``history_len`` targets, one pass over every position for
+sequence models (:mod:`bigrec.data.sequences`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_item_catalogue, write_json, write_split_dir
+from bigrec.data.sequences import SEQUENCES_SPLIT, layout_metadata, window_ends
 from bigrec.errors import DataError
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
@@ -492,7 +495,12 @@ def prepare_movielens(
             rows = np.flatnonzero(code == index)
             rows = rows[np.lexsort((encoded.file_order[rows], encoded.timestamp[rows]))]
             tables[split] = encoded.table.take(pa.array(rows, pa.int64()))
-        metadata = dict(common, task_split=task_split,
+        layouts = {}
+        if name == "recall":  # one row per window of history_len targets (bigrec.data.sequences)
+            ends = np.flatnonzero(window_ends(encoded.position, encoded.count - 3, history_len))
+            tables[SEQUENCES_SPLIT] = encoded.table.take(pa.array(ends, pa.int64()))
+            layouts["sequences"] = layout_metadata(history_len, len(ends))
+        metadata = dict(common, task_split=task_split, **layouts,
                         counts={split: _split_counts(t) for split, t in tables.items()})
         schema = build_schema(encoded.vocab, history_len, embedding_dim, metadata)
         if name == "recall":

@@ -14,6 +14,7 @@ weights belong in a model method, e.g. ``DIN.attention(batch)``, not here).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
@@ -47,6 +48,10 @@ class RecallOutput:
         candidates: ``[M, D]`` vectors of the candidate ids passed to ``forward``.
         aux_losses: as in :class:`ModelOutput`.
         extras: as in :class:`ModelOutput`.
+        position_targets: one-pass sequence training: ``[B, L]`` the item each
+            position predicts (``-1`` = padding, no target); ``user`` is then
+            ``[B, L, D]`` (or ``[B, L, K, D]``) and ``target`` ``[B, L, D]``, and the
+            task scores every real position as a row of its own.
     """
 
     user: torch.Tensor
@@ -54,6 +59,12 @@ class RecallOutput:
     candidates: torch.Tensor
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    position_targets: Optional[torch.Tensor] = None
+
+
+def _interests(user: torch.Tensor) -> torch.Tensor:
+    """``[B, D]`` or ``[B, K, D]`` -> ``[B, K, D]`` (K = 1 for one vector); no branch (FX), and B may be 0."""
+    return user.reshape(user.shape[0], user.shape[1:-1].numel(), user.shape[-1])
 
 
 def score(user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -62,11 +73,9 @@ def score(user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     With ``user [B, K, D]`` (several interests) an item's score is its best
     interest's: ``max_k <u_k, v>``.
     """
-    interests = user.reshape(user.shape[0], -1, user.shape[-1])  # [B, K, D], K = 1 for [B, D]; no branch (FX)
-    return torch.matmul(interests, items.t()).amax(dim=1)
+    return torch.matmul(_interests(user), items.t()).amax(dim=1)
 
 
 def paired_score(user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Row-wise scores ``<u_b, v_b>``: ``[B, D] (or [B, K, D]) x [B, D] -> [B]``."""
-    interests = user.reshape(user.shape[0], -1, user.shape[-1])  # [B, K, D]
-    return (interests * items[:, None, :]).sum(dim=-1).amax(dim=1)
+    return (_interests(user) * items[:, None, :]).sum(dim=-1).amax(dim=1)

@@ -53,6 +53,39 @@ def last_state(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return states.gather(1, last[:, None, None].expand(-1, 1, states.shape[2])).squeeze(1)
 
 
+def causal_mean(sequence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the real positions up to each position: ``[B, L, D], [B, L] -> [B, L, D]``.
+
+    Position ``t`` averages the real behaviours ``0..t`` (:func:`masked_mean` of each
+    prefix); positions before the first real one are zeros.
+    """
+    weights = mask.to(sequence.dtype)[:, :, None]
+    return (sequence * weights).cumsum(dim=1) / weights.cumsum(dim=1).clamp(min=1)
+
+
+def next_item_targets(ids: torch.Tensor, items: torch.Tensor, mask: torch.Tensor, target_id: torch.Tensor,
+                      target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next item of every history position (one-pass sequence training).
+
+    Position ``t`` of a history predicts ``ids[t + 1]``; the last real position
+    predicts the row's target.
+
+    Args:
+        ids: ``[B, L]`` history item ids, padded at the end.
+        items: ``[B, L, D]`` their vectors; mask: ``[B, L]`` bool, True on real positions.
+        target_id: ``[B]`` the row's target id; target: ``[B, D]`` its vector.
+
+    Returns: ``(next_ids [B, L], next_items [B, L, D])``; ``next_ids`` is ``-1`` on padding
+    (an empty history has no position to train).
+    """
+    last = mask.sum(dim=1) - 1  # [B], -1 for an empty history
+    is_last = torch.arange(mask.shape[1], device=mask.device)[None, :] == last[:, None]  # [B, L]
+    next_ids = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -1)], dim=1)
+    next_ids = torch.where(is_last, target_id[:, None], next_ids).masked_fill(~mask, -1)
+    next_items = torch.cat([items[:, 1:], torch.zeros_like(items[:, :1])], dim=1)
+    return next_ids, torch.where(is_last[:, :, None], target[:, None, :], next_items)
+
+
 class TargetAttention(nn.Module):
     """DIN's local activation unit: un-normalised, masked attention pooling of a history by a target.
 

@@ -11,6 +11,10 @@ predictions. The trainer holds no branch per task kind: it calls these methods o
   ``split`` (``valid``, ``test``; the retrieval task excludes what users saw before it);
 * ``prediction_columns(step) -> {column: [B] or [B, k] tensor}`` what ``bigrec
   predict`` writes for each row;
+* ``epoch_passes(sharded_model, device, epoch) -> [(split, Metrics)]``: evaluation-mode
+  passes the trainer runs before training ``epoch`` (each split's batches fed to its
+  ``Metrics``, then ``compute()``), e.g. the retrieval task's offline hard-negative
+  mining; most tasks return none.
 * optionally ``check_labels(table, path)``: raises a DataError for label values the
   task cannot take; the data stream calls it on every slice it reads (so with
   ``data.validate`` every row is checked before any process group exists).
@@ -42,6 +46,8 @@ class Task(Protocol):
     def make_metrics(self, sharded_model: nn.Module, device: torch.device, split: str = "valid") -> Metrics: ...
 
     def prediction_columns(self, step: tuple) -> dict[str, torch.Tensor]: ...
+
+    def epoch_passes(self, sharded_model: nn.Module, device: torch.device, epoch: int) -> list[tuple[str, Metrics]]: ...
 
 
 class AuxiliaryLosses:

@@ -127,6 +127,9 @@ class LabelTask:
     def make_metrics(self, sharded_model: nn.Module, device: torch.device, split: str = "valid") -> LabelMetrics:
         return LabelMetrics(self.label_names, self.task_types, device)
 
+    def epoch_passes(self, sharded_model: nn.Module, device: torch.device, epoch: int) -> list:
+        return []  # nothing to prepare before an epoch
+
     def prediction_columns(self, step: LabelStep) -> dict[str, torch.Tensor]:
         """``score`` (one task) or ``score_<label>``, the model's per-row extras, and the labels."""
         columns: dict[str, torch.Tensor] = {}

@@ -44,6 +44,7 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from tqdm import tqdm
 
 from bigrec.config import Config
+from bigrec.data.sequences import check_train_layout
 from bigrec.data.labels import binary_labels
 from bigrec.data.stream import ParquetBatches, make_loader, open_split, validate_rank_data
 from bigrec.errors import ConfigError, Preempted
@@ -81,6 +82,7 @@ def prepare(config: Config) -> Prepared:
     schema = Schema.load(config.data.resolve("schema"))
     probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
     task = build_task(probe, schema, config.task, config.data)
+    check_train_layout(schema, config.data.train, getattr(probe, "all_positions", False), config.model.name)
     check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
     check_dense_optimizer(config.trainer.dense_optimizer)
     data = config.data
@@ -210,6 +212,9 @@ class Trainer:
     def train_epoch(self, epoch: int, start_batch: int = 0) -> float:
         """Train ``epoch`` from batch ``start_batch`` on (0 unless resuming mid-epoch)."""
         dataset = self.splits["train"]
+        for split, metrics in self.task.epoch_passes(self.model, self.env.device, epoch):
+            self.splits[split].set_position(epoch, 0)
+            self._print(f"epoch {epoch + 1}: {split} pass: {self.run_pass(split, metrics)}")
         dataset.set_position(epoch, start_batch)
         self.progress.epoch, self.progress.batches_done = epoch, start_batch
         num_steps = self.epoch_steps()
@@ -256,11 +261,14 @@ class Trainer:
         bar.close()
         return epoch_steps * rows_per_step / max(time.perf_counter() - started, 1e-9)
 
-    @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
+        return self.run_pass(split, self.task.make_metrics(self.model, self.env.device, split))
+
+    @torch.no_grad()
+    def run_pass(self, split: str, metrics) -> dict[str, float]:
+        """Feed every batch of ``split`` through the model in evaluation mode to ``metrics``; its ``compute()``."""
         dataset = self.splits[split]
         self.model.eval()
-        metrics = self.task.make_metrics(self.model, self.env.device, split)
         loader = make_loader(dataset, self.config.data.num_workers)
         for output in self._steps(loader, len(dataset)):
             metrics.update(output)

@@ -54,12 +54,13 @@ def parity_overrides(model: str) -> dict:
     return dict(getattr(module, "PARITY_OVERRIDES", {}) if module else {})
 
 
-def write_parity_data(source: Path, one_rank: Path, two_ranks: Path) -> None:
-    """The same train rows twice: in file order for 2 ranks (rank r reads the r-th half),
+def write_parity_data(source: Path, one_rank: Path, two_ranks: Path, train: str = "train.parquet") -> None:
+    """The same ``train`` rows twice: in file order for 2 ranks (rank r reads the r-th half),
     and reordered for 1 rank so that its batch k is the union of the ranks' batches k.
-    Every other file of the data set (schema, valid split, item catalogue...) is copied."""
+    Every other file of the data set (schema, valid split, item catalogue...) is copied.
+    ``train``: the config's training file (``train_sequences.parquet`` for one-pass sequence models)."""
     rows_per_rank = ROWS_PER_RANK_BATCH * STEPS
-    table = pq.read_table(source / "train.parquet")
+    table = pq.read_table(source / train)
     if table.num_rows < 2 * rows_per_rank:
         raise ValueError(f"{source}: {table.num_rows} train rows, the parity run needs {2 * rows_per_rank}")
     table = table.slice(0, 2 * rows_per_rank)
@@ -69,9 +70,9 @@ def write_parity_data(source: Path, one_rank: Path, two_ranks: Path) -> None:
     for target, rows in ((one_rank, table.take(pa.array(order))), (two_ranks, table)):
         target.mkdir(parents=True)
         for path in source.iterdir():
-            if path.name not in ("train.parquet", "test.parquet"):
+            if path.name not in (train, "test.parquet"):
                 (shutil.copytree if path.is_dir() else shutil.copy)(path, target / path.name)
-        pq.write_table(rows, target / "train.parquet", row_group_size=500)
+        pq.write_table(rows, target / train, row_group_size=500)
 
 
 def parity_config(model: str, data_dir: str, out_dir: str, batch_size: int, sharding_type: str):
@@ -82,7 +83,7 @@ def parity_config(model: str, data_dir: str, out_dir: str, batch_size: int, shar
     for section, values in parity_overrides(model).items():
         raw[section].update(values)
     raw["data"].update({"path": data_dir, "batch_size": batch_size, "eval_batch_size": 1000, "test": None,
-                        "shuffle_buffer": 0, "num_workers": 0, "train": "train.parquet", "valid": "valid.parquet",
+                        "shuffle_buffer": 0, "num_workers": 0, "valid": "valid.parquet",
                         "schema": "schema.json"})
     raw["trainer"].update({"epochs": 1, "output_dir": out_dir, "progress_bar": False, "seed": 0,
                            "max_steps_per_epoch": STEPS, "resume": "none", "checkpoint_every_steps": 0})

@@ -116,9 +116,10 @@ def zoo_on_one_and_two_ranks(tiny_sets, tmp_path_factory):
     root = tmp_path_factory.mktemp("parity")
     one, two = {}, {}
     for model in MODELS:
-        source = tiny_sets[data_set_name(synthetic_config_path(model))]
+        config_path = synthetic_config_path(model)
         one[model], two[model] = root / "data1" / model, root / "data2" / model
-        write_parity_data(source, one[model], two[model])
+        write_parity_data(tiny_sets[data_set_name(config_path)], one[model], two[model],
+                          load_config(config_path).data.train)
     [single] = run_ranks(train_zoo, 1, {m: str(p) for m, p in one.items()}, str(root / "out1"),
                          2 * ROWS_PER_RANK_BATCH, "table_wise")
     results = run_ranks(train_zoo, 2, {m: str(p) for m, p in two.items()}, str(root / "out2"),

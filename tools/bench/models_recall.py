@@ -1,12 +1,18 @@
 """Recall benchmarks: MovieLens-100k quality table and training / full-ranking throughput.
 
     python tools/bench/models_recall.py quality      # -> docs/models.md, section "Recall"
+    python tools/bench/models_recall.py proofs       # -> docs/models.md, section "Recall: planted signals"
     python tools/bench/models_recall.py throughput   # -> docs/benchmarks.md, section "Recall"
 
-``quality`` trains SASRec, DSSM and DSSM with item features with
-``configs/recall/*_ml100k.yaml`` (one rank, seeds 0, 1, 2) and scores the
+``quality`` trains SASRec, GRU4Rec, NARM, DSSM and DSSM with item features with
+``configs/recall/*_ml100k.yaml``, and the sequence models and DSSM with
+``configs/recall/*_synthetic.yaml`` (one rank, seeds 0, 1, 2), and scores the
 most-popular baseline on the same leave-last-out protocol (Recall/NDCG/MRR@10
-on the test split, each user's train and valid items excluded).
+on the test split, each user's train and valid items excluded), then YouTube DNN,
+Facebook DSSM and MIND the same way.
+``proofs`` runs the planted-signal comparisons on synthetic users with several
+disjoint interests (MIND K = 4 vs K = 1; Facebook DSSM with offline / online hard
+negatives vs random only), seeds 0, 1, 2.
 ``throughput`` measures training samples/s at 1 and 2 gloo ranks on synthetic
 sequences, and full-ranking evaluation users/s of SASRec with 1,682 and
 1,000,000 items (sampled softmax in training, sharded scoring in evaluation);
@@ -42,14 +48,20 @@ def replace_section(path: Path, heading: str, body: str) -> None:
 
 QUALITY_RUNS = (  # (row label, config, overrides)
     ("sasrec", "sasrec_ml100k", []),
+    ("gru4rec", "gru4rec_ml100k", []),
+    ("narm", "narm_ml100k", []),
     ("dssm", "dssm_ml100k", []),
     ("dssm + item features (genres, year)", "dssm_ml100k", ["model.item_features=[item_id,genres,year]"]),
+    ("youtube_dnn", "youtube_dnn_ml100k", []),
+    ("facebook_dssm", "facebook_dssm_ml100k", []),
+    ("mind", "mind_ml100k", []),
 )
+SYNTHETIC_RUNS = tuple((name, f"{name}_synthetic", []) for name in ("sasrec", "gru4rec", "narm", "dssm"))
 SEEDS = (0, 1, 2)
 
 
 def _train_quality(label: str, config_name: str, overrides: list, seed: int, epochs: int, out: str,
-                   results: Path) -> dict:
+                   results: Path, data: Path = ROOT / "data/ml-100k/recall") -> dict:
     """Train one (config, seed) on one rank; the result is kept in ``results`` (reused when present)."""
     import json
 
@@ -63,7 +75,7 @@ def _train_quality(label: str, config_name: str, overrides: list, seed: int, epo
     config = load_config(ROOT / f"configs/recall/{config_name}.yaml",
                          overrides + [f"trainer.epochs={epochs}", f"trainer.seed={seed}",
                                       f"trainer.output_dir={out}/{config_name}-{seed}", "trainer.progress_bar=false",
-                                      "sharding.print_plan=false", f"data.path={ROOT / 'data/ml-100k/recall'}"])
+                                      "sharding.print_plan=false", f"data.path={data}"])
     started = time.perf_counter()
     result = train(config)
     destroy_process_group()
@@ -83,11 +95,15 @@ def _spread(values: list[float], digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
-def quality(epochs: int, results: Path) -> str:
-    from bigrec.data.seen import SeenItems
-    from bigrec.features import Schema
-    from bigrec.tasks.retrieval.baselines import most_popular_metrics
+def _table_row(label: str, runs: list[dict]) -> str:
+    """``| label | Recall@10 | NDCG@10 | MRR@10 | best epochs | train time |`` over the seeds' runs."""
+    tests = [run["test"] for run in runs]
+    return (f"| {label} | " + " | ".join(_spread([t[m] for t in tests]) for m in ("recall@10", "ndcg@10", "mrr@10"))
+            + f" | {', '.join(str(run['best_epoch']) for run in runs)} | "
+            f"{_spread([run['seconds'] for run in runs], 0)} s |")
 
+
+def quality(epochs: int, results: Path) -> str:
     lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items). Every item of the user's training",
              "interactions and the valid item are excluded from the ranking (the same for every model and the",
              "baseline); a target ranks after every item scoring at least as high as it (ties count against it).",
@@ -98,17 +114,77 @@ def quality(epochs: int, results: Path) -> str:
     with tempfile.TemporaryDirectory() as out:
         for label, config_name, overrides in QUALITY_RUNS:
             runs = [_train_quality(label, config_name, overrides, seed, epochs, out, results) for seed in SEEDS]
-            tests = [run["test"] for run in runs]
-            lines.append(f"| {label} | " + " | ".join(_spread([t[m] for t in tests]) for m in
-                                                       ("recall@10", "ndcg@10", "mrr@10"))
-                         + f" | {', '.join(str(run['best_epoch']) for run in runs)} | "
-                         f"{_spread([run['seconds'] for run in runs], 0)} s |")
-    data = ROOT / "data/ml-100k/recall"
+            lines.append(_table_row(label, runs))
+        lines.append(_popular_row(ROOT / "data/ml-100k/recall"))
+        synthetic = ROOT / "data/synthetic/sequences"
+        if not (synthetic / "schema.json").exists():
+            from bigrec.data.synthetic_sequences import generate_sequences
+
+            generate_sequences(synthetic)  # the defaults of `bigrec data synthetic-sequences`
+        lines += ["", "Synthetic Markov sequences (`bigrec data synthetic-sequences`: 5,000 users, 1,000 items; the "
+                      "next item's cluster follows the last one's), configs/recall/*_synthetic.yaml, the same "
+                      "protocol; DSSM reads the mean of the history (the order-free baseline):", "",
+                  "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
+        for label, config_name, overrides in SYNTHETIC_RUNS:
+            runs = [_train_quality(label, config_name, overrides, seed, epochs, out, results, synthetic)
+                    for seed in SEEDS]
+            lines.append(_table_row(label, runs))
+        lines.append(_popular_row(synthetic))
+    return "\n".join(lines)
+
+
+def _popular_row(data: Path) -> str:
+    from bigrec.data.seen import SeenItems
+    from bigrec.features import Schema
+    from bigrec.tasks.retrieval.baselines import most_popular_metrics
+
     schema = Schema.load(data / "schema.json")
     seen = SeenItems.from_splits([str(data / "train.parquet"), str(data / "valid.parquet")], schema)
     popular = most_popular_metrics(str(data / "train.parquet"), str(data / "test.parquet"), schema, seen)
-    lines.append(f"| most-popular (deterministic) | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
-                 f"{popular['mrr@10']:.4f} | - | - |")
+    return (f"| most-popular (deterministic) | {popular['recall@10']:.4f} | {popular['ndcg@10']:.4f} | "
+            f"{popular['mrr@10']:.4f} | - | - |")
+
+
+PROOF_RUNS = (  # (row label, config, overrides): pairs differ only in the mechanism
+    ("MIND, K = 4 interests", "mind_synthetic", []),
+    ("MIND, K = 1 (single vector, same size)", "mind_synthetic", ["model.num_interests=1"]),
+    ("Facebook DSSM, random + offline-mined hard negatives", "facebook_dssm_synthetic", []),
+    ("Facebook DSSM, random + online hard negatives", "facebook_dssm_synthetic",
+     ["task.options.mining=online", "task.options.hard_negatives=true"]),
+    ("Facebook DSSM, random negatives only", "facebook_dssm_synthetic", ["task.options.mining=online"]),
+)
+
+
+def proofs(epochs: int) -> str:
+    from bigrec.config import load_config
+    from bigrec.data.synthetic_interests import generate_interests
+    from bigrec.train.distributed import destroy_process_group
+    from bigrec.train.trainer import train
+
+    lines = ["Synthetic users with 4 disjoint interests (`bigrec data synthetic-interests`: 1,500 users, 400",
+             "items in 40 clusters, each user's items from 4 of them), leave-last-out, "
+             f"{epochs} epoch(s) per run (early stopping),",
+             "configs/recall/<model>_synthetic.yaml with the overrides named, mean ± standard deviation over seeds "
+             f"{', '.join(map(str, SEEDS))}, 1 rank.",
+             "Regenerate: `python tools/bench/models_recall.py proofs --epochs N`.", "",
+             "| run | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as out:
+        data = Path(out) / "interests"
+        generate_interests(data, num_users=1500, num_items=400, num_clusters=40, interests=4, min_length=8,
+                           max_length=30, history_len=30)
+        for index, (label, config_name, overrides) in enumerate(PROOF_RUNS):
+            runs = []
+            for seed in SEEDS:
+                config = load_config(ROOT / f"configs/recall/{config_name}.yaml",
+                                     overrides + [f"trainer.epochs={epochs}", f"trainer.seed={seed}",
+                                                  f"trainer.output_dir={out}/{index}-{seed}", f"data.path={data}",
+                                                  "trainer.progress_bar=false", "sharding.print_plan=false"])
+                started = time.perf_counter()
+                result = train(config)
+                destroy_process_group()
+                runs.append({"test": result["test"], "best_epoch": result["best_epoch"],
+                             "seconds": time.perf_counter() - started})
+            lines.append(_table_row(label, runs))
     return "\n".join(lines)
 
 
@@ -120,11 +196,15 @@ def _synthetic(path: Path, items: int, users: int) -> None:
                            max_length=30, history_len=50)
 
 
+ONE_PASS = ("sasrec", "gru4rec", "narm")  # sequence models training every position: one row per sequence
+
+
 def _config(model: dict, data: Path, out: str, options: dict, steps: int):
     from bigrec.config import config_from_dict
 
+    train = "train_sequences.parquet" if model["name"] in ONE_PASS else "train.parquet"
     return config_from_dict({
-        "data": {"path": str(data), "batch_size": 256, "eval_batch_size": 1024},
+        "data": {"path": str(data), "train": train, "batch_size": 256, "eval_batch_size": 1024},
         "model": model, "task": {"options": options},
         "trainer": {"epochs": 1, "output_dir": out, "progress_bar": False, "log_every": 10_000,
                     "max_steps_per_epoch": steps, "early_stopping": {"metric": "recall@10"}},
@@ -170,7 +250,8 @@ def throughput(steps: int) -> str:
     small, large = work / "items_1682", work / "items_1m"
     _synthetic(small, 1682, 5000)
     _synthetic(large, 1_000_000, 3000)
-    lines = ["Synthetic Markov sequences, CPU, gloo, one OpenMP thread per rank, batch 256 per rank.",
+    lines = ["Synthetic Markov sequences, CPU, gloo, one OpenMP thread per rank, batch 256 rows per rank (for the",
+             "one-pass sequence models a row is a sequence window: samples/s counts windows, ~17 targets each).",
              "Regenerate: `python tools/bench/models_recall.py throughput`.", "",
              "| model | ranks | train samples/s | vs 1 rank |", "|---|---|---|---|"]
     for name in MODELS:
@@ -191,7 +272,7 @@ def throughput(steps: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["quality", "throughput"])
+    parser.add_argument("what", choices=["quality", "proofs", "throughput"])
     parser.add_argument("--epochs", type=int, default=10, help="quality: epochs per model")
     parser.add_argument("--results", type=Path, default=None,
                         help="quality: keep each run's result here and reuse those present (default: none kept)")
@@ -204,6 +285,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             body = quality(args.epochs, args.results or Path(scratch))
         replace_section(ROOT / "docs/models.md", "Recall", body)
+    elif args.what == "proofs":
+        replace_section(ROOT / "docs/models.md", "Recall: planted signals", proofs(args.epochs))
     else:
         replace_section(ROOT / "docs/benchmarks.md", "Recall", throughput(args.steps))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import torch
@@ -10,14 +11,14 @@ from torch import nn
 from bigrec.batch import Batch
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
-from bigrec.models.embeddings import FeatureEmbeddings
-from bigrec.models.recall import RecallModel, RecallOutput
+from bigrec.models.recall import RecallOutput
+from bigrec.models.recall.sequential import SequentialRecallModel
 from bigrec.models.registry import register_model
-from bigrec.models.sequence import keep_recent, last_state, masked_mean
+from bigrec.models.sequence import causal_mean, keep_recent, last_state
 
 
 @register_model("sasrec")
-class SASRec(RecallModel):
+class SASRec(SequentialRecallModel):
     """Causal self-attention over the item history; the next item scored by ``u · e_item``.
 
     Item embeddings come from the item table that ``item_feature`` (the target)
@@ -26,6 +27,11 @@ class SASRec(RecallModel):
     recent ``max_len`` items are kept, positional embeddings added, and the
     state at the last real position (``length - 1``) is the user vector. An
     empty history reads position 0 (a learned "no history" state).
+
+    With ``all_positions`` (the default) training reads one row per sequence
+    window (``train_sequences.parquet``) and every position's state, which the
+    causal mask keeps from seeing later items, is scored against the next item,
+    all in one forward pass (:mod:`bigrec.models.recall.sequential`).
 
     Args:
         schema: data schema (leave-last-out recall layout).
@@ -36,9 +42,13 @@ class SASRec(RecallModel):
         dropout_rate: dropout on embeddings and inside the transformer.
         order_free: ablation: replace attention by the masked mean of the
             history (same embeddings), the order-free baseline.
+        all_positions: train every position of a sequence in one pass (needs
+            ``max_len`` >= the history feature's ``max_len``, the window length);
+            false: the last position of each per-prefix row.
         item_feature, history_feature: column names.
 
-    Shapes: ``forward(batch, candidate_ids [M]) -> RecallOutput(user [B, D], target [B, D], candidates [M, D])``.
+    Shapes: ``forward(batch, candidate_ids [M]) -> RecallOutput(user [B, D], target [B, D], candidates [M, D])``;
+    training with ``all_positions``: ``user [B, m, D]``, ``target [B, m, D]``, ``position_targets [B, m]``.
 
     Example::
 
@@ -49,20 +59,20 @@ class SASRec(RecallModel):
 
     def __init__(self, schema: Schema, item_num: Optional[int] = None, max_len: int = 50, num_heads: int = 2,
                  num_layers: int = 2, hidden_size: int = 64, dropout_rate: float = 0.2, order_free: bool = False,
-                 item_feature: str = "item_id", history_feature: str = "hist_item_ids",
+                 all_positions: bool = True, item_feature: str = "item_id", history_feature: str = "hist_item_ids",
                  device: Optional[torch.device] = None) -> None:
-        super().__init__(schema, item_feature, history_feature)
-        if item_num is not None and int(item_num) != self.num_items:
-            raise ConfigError(f"sasrec: item_num={item_num} but the item table '{schema[item_feature].table}' has "
-                              f"{self.num_items} rows; drop item_num or fix the schema")
-        if hidden_size % 4 or hidden_size % num_heads:
-            raise ConfigError(f"sasrec: hidden_size={hidden_size} must be divisible by 4 and by num_heads={num_heads}")
+        super().__init__("sasrec", schema, item_num, hidden_size, all_positions, item_feature, history_feature,
+                         device)
+        if hidden_size % num_heads:
+            raise ConfigError(f"sasrec: hidden_size={hidden_size} must be divisible by num_heads={num_heads}")
         if max_len < 1:
             raise ConfigError(f"sasrec: max_len must be >= 1, got {max_len}")
+        window = schema[history_feature].max_len
+        if all_positions and max_len < window:
+            raise ConfigError(f"sasrec: all_positions trains windows of {window} items ({history_feature}.max_len) "
+                              f"in one pass; set max_len >= {window} or all_positions: false")
         self.max_len = int(max_len)
         self.order_free = bool(order_free)
-        self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature] + self.candidates.keys,
-                                            embedding_dim=hidden_size, device=device)
         self.positions = nn.Embedding(self.max_len, hidden_size)
         self.dropout = nn.Dropout(dropout_rate)
         layer = nn.TransformerEncoderLayer(hidden_size, num_heads, dim_feedforward=hidden_size,
@@ -74,22 +84,22 @@ class SASRec(RecallModel):
         self.register_buffer("causal_mask", causal, persistent=False)  # True = may not attend
         self.register_buffer("steps", torch.arange(self.max_len), persistent=False)
 
-    def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.item_inputs(ids)[0]
-
-    def user_state(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``[B, L, D]`` padded history + ``[B, L]`` mask -> ``[B, D]`` user vector."""
-        items, mask = keep_recent(history, mask, self.max_len)
+    def states(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, m, D]`` kept history + ``[B, m]`` mask -> ``[B, m, D]`` the state after each position."""
         if self.order_free:
-            return masked_mean(items, mask)
+            return causal_mean(items, mask)
         x = self.dropout(items * self.scale + self.positions(self.steps)[None, :, :])
         # position 0 stays visible so an empty history attends to something (no NaN rows)
         padding = ~(mask | (self.steps[None, :] == 0))
-        hidden = self.norm(self.encoder(x, mask=self.causal_mask, src_key_padding_mask=padding))  # [B, m, D]
-        return last_state(hidden, mask)
+        return self.norm(self.encoder(x, mask=self.causal_mask, src_key_padding_mask=padding))
+
+    def user_state(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, L, D]`` padded history + ``[B, L]`` mask -> ``[B, D]`` the user vector (last real position)."""
+        items, mask = keep_recent(history, mask, self.max_len)
+        return last_state(self.states(items, mask), mask)
 
     def forward(self, batch: Batch, candidate_ids: torch.Tensor) -> RecallOutput:
-        inputs = self.candidates.embed(self.embeddings, batch, candidate_ids)
-        history = self.history_feature
-        user = self.user_state(inputs.batch.sequences[history], inputs.batch.masks[history])
-        return RecallOutput(user, inputs.targets[0], inputs.candidates[0])
+        history = self.embed(batch, candidate_ids)
+        items, mask = keep_recent(history.items, history.mask, self.max_len)
+        history = replace(history, items=items, mask=mask)
+        return self.sequence_output(batch, self.states(items, mask), history)

@@ -2,8 +2,8 @@
 
 Every loss is an ``nn.Module`` with two methods the retrieval task calls per step:
 
-* ``candidate_ids() -> [M]`` the item ids the model must look up this step (the
-  whole corpus slice of this rank, sampled negatives, or none);
+* ``candidate_ids(user_ids [B]) -> [M]`` the item ids the model must look up this step (the
+  whole corpus slice of this rank, sampled negatives, a mined negative per row, or none);
 * ``forward(output, targets, candidate_ids) -> []`` the loss from the model's
   :class:`~bigrec.models.output.RecallOutput`.
 
@@ -14,8 +14,17 @@ Every loss is an ``nn.Module`` with two methods the retrieval task calls per ste
                       log-Q correction for the mixed proposal (Yi et al., 2019)
 ``margin``            pairwise / triplet margin loss ``relu(margin - s(u, v+) + s(u, v-))`` on
                       one negative per row: random or the hardest among in-batch and sampled
-                      candidates (embedding-based retrieval, Huang et al., 2020)
+                      candidates (online mining), plus with ``mining: offline`` a second term on
+                      a negative mined per user from the model's top results once per epoch
+                      (embedding-based retrieval, Huang et al., 2020; see ``mining.py``)
+``bpr_max``           GRU4Rec's BPR-max over in-batch and sampled negatives, each weighted by its
+                      softmax among the row's negatives, plus ``bpr_reg`` score regularisation
+``top1_max``          GRU4Rec's TOP1-max over the same softmax-weighted negatives
 ===================== ===========================================================================
+
+One-pass sequence models give a user vector per history position
+(``RecallOutput.position_targets``); :func:`flatten_positions` makes every real position
+a row before any loss sees it (:func:`position_loss`).
 
 Scores are dot products divided by the temperature; a user with K interest vectors
 ``[B, K, D]`` scores an item by its best interest (:func:`bigrec.models.output.score`).
@@ -24,6 +33,7 @@ Scores are dot products divided by the temperature; a user with K interest vecto
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Optional
 
 import torch
@@ -32,6 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bigrec.models.output import RecallOutput, paired_score, score
+from bigrec.tasks.retrieval.mining import MinedNegatives
 from bigrec.tasks.retrieval.slices import all_gather_rows, gather_rows, item_slice, world
 
 
@@ -97,7 +108,7 @@ class FullSoftmax(nn.Module):
             invalid |= all_ids == padding_item
         self.register_buffer("invalid", invalid, persistent=False)
 
-    def candidate_ids(self) -> torch.Tensor:
+    def candidate_ids(self, user_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.slice_ids
 
     def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
@@ -166,7 +177,7 @@ class SampledSoftmax(nn.Module):
         self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
         self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
 
-    def candidate_ids(self) -> torch.Tensor:
+    def candidate_ids(self, user_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.sampler.sample() if self.sampler.num_negatives else self.no_ids
 
     def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
@@ -187,27 +198,41 @@ class MarginLoss(nn.Module):
 
     ``hard_negatives``: the negative is the highest-scoring candidate that is not the
     row's own target (in-batch targets plus ``num_negatives`` sampled ids: online hard
-    negative mining); otherwise a random such candidate. Scores are raw dot products
-    (cosines for normalised towers), not divided by the temperature.
+    negative mining); otherwise a random such candidate. ``mining="offline"`` adds a
+    second triplet per row, weighted ``mined_weight``, on a negative drawn from the row's user's mined negatives
+    (:class:`~bigrec.tasks.retrieval.mining.MinedNegatives`, filled once per epoch; the
+    last ``B`` candidate ids are those draws). Scores are raw dot products (cosines for
+    normalised towers), not divided by the temperature.
     """
 
     def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], num_negatives: int = 0,
                  negative_sampler: str = "uniform", margin: float = 0.1, hard_negatives: bool = False,
+                 mining: str = "online", mined_count: int = 10, num_users: int = 0, mined_weight: float = 1.0,
                  **_: object) -> None:
         super().__init__()
         self.margin = margin
+        self.mined_weight = mined_weight
         self.hard_negatives = hard_negatives
         self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
+        self.miner = MinedNegatives(num_users, num_items, mined_count, padding_item) if mining == "offline" else None
         self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
 
-    def candidate_ids(self) -> torch.Tensor:
-        return self.sampler.sample() if self.sampler.num_negatives else self.no_ids
+    def candidate_ids(self, user_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        sampled = self.sampler.sample() if self.sampler.num_negatives else self.no_ids
+        if self.miner is None:
+            return sampled
+        return torch.cat([sampled, self.miner.sample(user_ids)])
 
     def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
         self.sampler.observe(targets)
         positive = paired_score(output.user, output.target)  # [B]
+        candidates = output.candidates
+        if self.miner is not None:  # the last B candidates are the rows' mined negatives
+            sampled = candidate_ids.shape[0] - targets.shape[0]
+            mined_ids, mined = candidate_ids[sampled:], candidates[sampled:]
+            candidate_ids, candidates = candidate_ids[:sampled], candidates[:sampled]
         ids = torch.cat([targets, candidate_ids])
-        scores = score(output.user, torch.cat([output.target, output.candidates]))  # [B, B + M]
+        scores = score(output.user, torch.cat([output.target, candidates]))  # [B, B + M]
         own = ids[None, :] == targets[:, None]
         if self.hard_negatives:
             negative = scores.masked_fill(own, float("-inf")).max(dim=1).values
@@ -216,7 +241,91 @@ class MarginLoss(nn.Module):
             negative = scores.gather(1, noise.argmax(dim=1, keepdim=True)).squeeze(1)
         valid = torch.isfinite(negative) & (~own).any(dim=1)
         losses = F.relu(self.margin - positive + torch.where(valid, negative, positive + self.margin))
+        if self.miner is not None:
+            hard = F.relu(self.margin - positive + paired_score(output.user, mined))
+            losses = losses + self.mined_weight * torch.where(mined_ids != targets, hard, torch.zeros_like(hard))
         return losses.mean()
 
 
-LOSSES = {"full": FullSoftmax, "sampled": SampledSoftmax, "margin": MarginLoss}
+class SoftmaxWeightedRanking(SampledSoftmax):
+    """GRU4Rec's ranking losses (Hidasi & Karatzoglou, 2018): BPR-max and TOP1-max.
+
+    The candidates are those of :class:`SampledSoftmax` (no log-Q): each row's negatives
+    are the other rows' targets plus ``num_negatives`` sampled ids (its own item
+    excluded wherever it appears); each negative ``j`` is weighted
+    by ``w_j = softmax_j(s_j)`` over the row's negatives, so the loss focuses on the
+    negatives that score highest. With ``r`` the target's score (scores divided by
+    the temperature):
+
+    * ``bpr_max``: ``-log sum_j w_j sigmoid(r - s_j) + bpr_reg * sum_j w_j s_j^2``;
+    * ``top1_max``: ``sum_j w_j (sigmoid(s_j - r) + sigmoid(s_j^2))``.
+
+    A row without any negative adds 0. Returns the mean over rows.
+    """
+
+    def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], kind: str,
+                 num_negatives: int = 0, negative_sampler: str = "uniform", bpr_reg: float = 1.0,
+                 **_: object) -> None:
+        super().__init__(num_items, temperature, padding_item, num_negatives, negative_sampler, log_q=False)
+        self.kind = kind
+        self.bpr_reg = bpr_reg
+
+    def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+        self.sampler.observe(targets)
+        positive = paired_score(output.user, output.target)[:, None] / self.temperature  # [N, 1]
+        scores = score(output.user, torch.cat([output.target, output.candidates])) / self.temperature  # [N, N + M]
+        negative = torch.cat([targets, candidate_ids])[None, :] != targets[:, None]
+        weights = torch.softmax(scores.masked_fill(~negative, float("-inf")), dim=1).nan_to_num(0.0)
+        if self.kind == "bpr_max":
+            ranked = (weights * torch.sigmoid(positive - scores)).sum(dim=1)
+            losses = -torch.log(ranked + 1e-24) + self.bpr_reg * (weights * scores.square()).sum(dim=1)
+        else:
+            losses = (weights * (torch.sigmoid(scores - positive) + torch.sigmoid(scores.square()))).sum(dim=1)
+        return torch.where(negative.any(dim=1), losses, torch.zeros_like(losses)).mean()
+
+
+def flatten_positions(output: RecallOutput) -> tuple[RecallOutput, torch.Tensor]:
+    """One-pass sequence output -> one row per real position.
+
+    ``user [B, L, (K,) D]``, ``target [B, L, D]`` and ``position_targets [B, L]`` become
+    ``user [N, (K,) D]``, ``target [N, D]`` and target ids ``[N]`` for the N positions
+    whose target is not ``-1`` (padding never reaches a loss).
+    """
+    keep = output.position_targets >= 0
+    rows = RecallOutput(output.user[keep], output.target[keep], output.candidates, output.aux_losses, output.extras)
+    return rows, output.position_targets[keep]
+
+
+@torch.fx.wrap
+def global_mean_weight(rows: torch.Tensor) -> torch.Tensor:
+    """``[]`` ``W * n / n_total``: scales this rank's mean over its ``n`` rows to its share of the global mean.
+
+    With one-pass sequence training ranks hold different numbers of rows; after the
+    data-parallel gradient average over ``W`` ranks the weighted per-rank means equal
+    the mean over all rows of all ranks, as one rank training the global batch. 0 when
+    this rank has no row.
+    """
+    count = torch.tensor(float(rows.shape[0]), dtype=torch.float64, device=rows.device)
+    _, world_size = world()
+    total = count.clone()
+    if world_size > 1:
+        dist.all_reduce(total)
+    return (world_size * count / total.clamp(min=1.0)).float()
+
+
+def position_loss(loss_fn: nn.Module, output: RecallOutput, candidate_ids: torch.Tensor) -> torch.Tensor:
+    """``loss_fn`` over every real position of a one-pass output, as this rank's share of the global mean.
+
+    A batch without any real position (only empty histories) gives 0, not the NaN of a
+    mean over nothing. (Called here, not from the task: ``torch.fx.wrap`` patches calls
+    made in the declaring module only.)
+    """
+    rows, targets = flatten_positions(output)
+    weight = global_mean_weight(targets)
+    loss = loss_fn(rows, targets, candidate_ids)
+    return torch.where(weight > 0, loss * weight, torch.zeros_like(loss))
+
+
+LOSSES = {"full": FullSoftmax, "sampled": SampledSoftmax, "margin": MarginLoss,
+          "bpr_max": partial(SoftmaxWeightedRanking, kind="bpr_max"),
+          "top1_max": partial(SoftmaxWeightedRanking, kind="top1_max")}

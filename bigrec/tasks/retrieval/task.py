@@ -4,12 +4,18 @@ Options (``task.options`` in the run config):
 
 =================== ============ ==========================================================
 ``loss``            ``auto``     a loss of :data:`~bigrec.tasks.retrieval.losses.LOSSES`
-                                 (``full``, ``sampled``, ``margin``), or ``auto``: full
+                                 (``full``, ``sampled``, ``margin``, ``bpr_max``,
+                                 ``top1_max``), or ``auto``: full
                                  softmax up to ``full_softmax_max_items`` items, else sampled
 ``full_softmax_max_items`` 100000
-``num_negatives``   ``0``        extra sampled negatives per step (sampled, margin)
+``num_negatives``   ``0``        extra sampled negatives per step (all but full)
 ``margin``          ``0.1``      margin of the ``margin`` loss
 ``hard_negatives``  ``false``    ``margin``: hardest candidate as the negative (mined online)
+``mining``          ``online``   ``offline``: ``margin`` adds a negative per row drawn from its
+                                 user's ``mined_count`` items ranked from ``mined_start`` by the
+                                 model, mined before every epoch but the first (``mining.py``);
+                                 its triplet weighs ``mined_weight`` (1.0) beside the random one
+``bpr_reg``         ``1.0``      ``bpr_max``: weight of the score regularisation
 ``negative_sampler`` ``uniform`` ``uniform`` over items or ``popularity`` (online counts)
 ``log_q``           ``true``     log-Q correction of sampled softmax
 ``temperature``     model's      logits are ``u·v / temperature``
@@ -39,6 +45,11 @@ rank), which needs no pass over the data. One correction serves the mixed
 proposal: ``log(B p_j + M r_j)`` for every candidate (``p``: target frequency,
 ``r``: the sampler's distribution).
 
+**One-pass sequence training**: a model output with ``position_targets`` (a user
+vector per history position) is flattened to one row per real position before the
+loss; as ranks hold different numbers of positions, each rank's mean is weighted by
+``W n_rank / n_total`` so that training on W ranks equals one rank on the global batch.
+
 The validation/test ``loss`` is the in-batch softmax (no correction); ranking
 metrics come from :class:`~bigrec.tasks.retrieval.metrics.FullRankingMetrics`.
 """
@@ -58,9 +69,10 @@ from bigrec.data.seen import SeenItems, splits_before
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.output import RecallOutput
-from bigrec.tasks.retrieval.losses import LOSSES, sampled_softmax_loss
+from bigrec.tasks.retrieval.losses import LOSSES, position_loss, sampled_softmax_loss
 from bigrec.tasks.base import AuxiliaryLosses
 from bigrec.tasks.retrieval.metrics import FullRankingMetrics, unwrap_model
+from bigrec.tasks.retrieval.mining import MiningPass
 from bigrec.tasks.retrieval.slices import DEFAULT_KS
 
 
@@ -69,6 +81,7 @@ class RetrievalOptions:
     loss: str = "auto"
     margin: float = 0.1
     hard_negatives: bool = False
+    bpr_reg: float = 1.0
     full_softmax_max_items: int = 100_000
     num_negatives: int = 0
     negative_sampler: str = "uniform"
@@ -78,6 +91,10 @@ class RetrievalOptions:
     ks: tuple = DEFAULT_KS
     eval_chunk_users: int = 1024
     user_feature: str = "user_id"
+    mining: str = "online"
+    mined_start: int = 0
+    mined_count: int = 10
+    mined_weight: float = 1.0
 
     @classmethod
     def from_dict(cls, raw: dict) -> "RetrievalOptions":
@@ -93,8 +110,16 @@ class RetrievalOptions:
                               f"got '{options.negative_sampler}'")
         if options.num_negatives < 0 or not options.ks or min(options.ks) < 1:
             raise ConfigError("task.options: num_negatives must be >= 0 and ks positive integers")
+        if options.bpr_reg < 0:
+            raise ConfigError(f"task.options.bpr_reg must be >= 0, got {options.bpr_reg}")
         if options.temperature is not None and options.temperature <= 0:
             raise ConfigError(f"task.options.temperature must be > 0, got {options.temperature}")
+        if options.mining not in ("online", "offline"):
+            raise ConfigError(f"task.options.mining must be online or offline, got '{options.mining}'")
+        if options.mining == "offline" and (options.loss != "margin" or options.mined_count < 1
+                                            or options.mined_start < 0):
+            raise ConfigError("task.options.mining: offline mines negatives for loss: margin, with mined_count >= 1 "
+                              "and mined_start >= 0")
         return options
 
 
@@ -135,7 +160,11 @@ class RetrievalModule(nn.Module):
         self.loss_fn = LOSSES[name](num_items=num_items, temperature=self.temperature,
                                     padding_item=options.padding_item, num_negatives=options.num_negatives,
                                     negative_sampler=options.negative_sampler, log_q=options.log_q,
-                                    margin=options.margin, hard_negatives=options.hard_negatives)
+                                    margin=options.margin, hard_negatives=options.hard_negatives,
+                                    mining=options.mining, mined_count=options.mined_count,
+                                    mined_weight=options.mined_weight,
+                                    num_users=schema[self.user_feature].vocab_size if self.user_feature else 0,
+                                    bpr_reg=options.bpr_reg)
         self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
 
     def forward(self, batch: Batch):
@@ -146,9 +175,12 @@ class RetrievalModule(nn.Module):
             loss = sampled_softmax_loss(output.user, output.target, targets, output.candidates, self.no_ids,
                                         zeros, zeros[:0], self.temperature)
             return loss, RetrievalStep(loss.detach(), {}, output.user.detach(), targets, self.user_ids(batch))
-        candidate_ids = self.loss_fn.candidate_ids()
+        candidate_ids = self.loss_fn.candidate_ids(self.user_ids(batch))
         output = self.model(batch, candidate_ids)
-        loss = self.loss_fn(output, targets, candidate_ids)
+        if output.position_targets is None:
+            loss = self.loss_fn(output, targets, candidate_ids)
+        else:  # one-pass sequence training: every real position is a row
+            loss = position_loss(self.loss_fn, output, candidate_ids)
         terms = {"loss/retrieval": loss.detach()}
         loss = self.aux.add(loss, output.aux_losses, terms)
         return loss, (loss.detach(), terms)
@@ -224,6 +256,17 @@ class RetrievalTask:
         return FullRankingMetrics(model.item_vectors, self.num_items, device, self.seen_items(split),
                                   ks=self.options.ks, padding_item=self.options.padding_item,
                                   chunk_users=self.options.eval_chunk_users)
+
+    def epoch_passes(self, sharded_model: nn.Module, device: torch.device, epoch: int) -> list[tuple[str, MiningPass]]:
+        """Offline mining (``mining: offline``): a pass over the training split before every epoch but the first."""
+        if self.options.mining != "offline" or epoch == 0:
+            return []
+        module = sharded_model
+        while not isinstance(module, RetrievalModule):
+            module = module.module
+        seen = self.seen_items("valid").to(device)  # the users' training items
+        return [("train", MiningPass(module.loss_fn.miner, module.model.item_vectors, seen, self.options.mined_start,
+                                     self.options.padding_item))]
 
     def prediction_columns(self, step) -> dict[str, torch.Tensor]:
         raise ConfigError("predict writes per-row scores of ranking and multi-task models; for a recall model "

@@ -1,0 +1,206 @@
+"""One-pass sequence training vs one row per prefix: SASRec on MovieLens-100k, speed and quality.
+
+    python tools/bench/sequence_training.py speed             # training targets/s of both, interleaved
+    python tools/bench/sequence_training.py quality --seeds 0 1 2                     # per prefix
+    python tools/bench/models_recall.py quality --models sasrec --data ml100k        # one pass
+    python tools/bench/sequence_training.py render            # -> docs/benchmarks.md, "Sequence training in one pass"
+
+Both modes train ``configs/recall/sasrec_ml100k.yaml`` with the real trainer on one
+rank and one OpenMP thread (one core) on the same leave-last-out data:
+
+* **per prefix** (before): ``data.train=train.parquet`` (one row per training target,
+  98,114 rows), ``model.all_positions=false``, batch 256 rows, 10 epochs (the settings
+  of the earlier recall table);
+* **one pass**: the config as it is, ``train_sequences.parquet`` (one row per window
+  of 50 items, every position a target), batch 64 windows.
+
+``speed`` alternates the two modes ``--repeats`` times (``--steps`` training steps
+each, after a warm-up) and reports training targets per second (rows/s for per
+prefix; windows/s times the mean targets per window for one pass) and their ratio,
+the median over repeats. ``quality`` trains the per-prefix mode per seed to the end
+(early stopping on valid NDCG@10) and records test Recall/NDCG/MRR@10 and the training
+time; the one-pass runs are the recall table's SASRec runs on MovieLens-100k (same
+config and seeds). Results are stored under ``runs/bench/`` one file per run, so seeds
+may run as parallel processes; every command rewrites the doc section from all of them
+(``render`` only that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from models_recall import replace_section  # noqa: E402
+
+CONFIG = ROOT / "configs/recall/sasrec_ml100k.yaml"
+DATA = ROOT / "data/ml-100k/recall"
+RESULTS = ROOT / "runs/bench/sequence_training.json"  # speed
+RUNS = ROOT / "runs/bench/sequence_training"  # one file per per-prefix quality run
+RECALL_RUNS = ROOT / "runs/bench/models_recall"  # the recall table's runs: one-pass SASRec among them
+HEADING = "Sequence training in one pass"
+MODES = {
+    "per prefix": ["data.train=train.parquet", "model.all_positions=false", "data.batch_size=256",
+                   "trainer.epochs=10"],
+    "one pass": [],
+}
+
+
+def _config(mode: str, out: str, extra: list[str]):
+    from bigrec.config import load_config
+
+    return load_config(CONFIG, MODES[mode] + [f"trainer.output_dir={out}", "trainer.progress_bar=false",
+                                              "sharding.print_plan=false", f"data.path={DATA}"] + extra)
+
+
+def targets_per_row(mode: str) -> float:
+    """Mean training targets per row of the mode's training file."""
+    import pyarrow.parquet as pq
+
+    if mode == "per prefix":
+        return 1.0
+    lengths = pq.read_table(DATA / "train_sequences.parquet", columns=["hist_item_ids"]).column("hist_item_ids")
+    return sum(len(h) for h in lengths.to_pylist()) / len(lengths)
+
+
+def _rows_per_second(mode: str, out: str, steps: int) -> float:
+    """Training rows/s of ``steps`` steps after a 5-step warm-up (the pipeline's first steps trace the model)."""
+    from bigrec.train.trainer import Trainer, prepare
+
+    config = _config(mode, out, [f"trainer.max_steps_per_epoch={steps + 5}", "trainer.log_every=100000"])
+    trainer = Trainer(config, prepare(config))
+    trainer.model.train()
+    rows = config.data.batch_size
+    from bigrec.data.stream import make_loader
+
+    iterator = trainer._steps(make_loader(trainer.splits["train"]), steps + 5)
+    for _ in range(5):
+        next(iterator)
+    started = time.perf_counter()
+    for _ in iterator:
+        pass
+    return steps * rows / (time.perf_counter() - started)
+
+
+def speed(steps: int, repeats: int) -> dict:
+    from bigrec.train.distributed import destroy_process_group
+
+    rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+    with tempfile.TemporaryDirectory() as out:
+        for repeat in range(repeats):
+            for mode in MODES:
+                rate = _rows_per_second(mode, f"{out}/{repeat}", steps) * targets_per_row(mode)
+                rates[mode].append(rate)
+                print(f"{mode}: {rate:,.0f} targets/s", flush=True)
+        destroy_process_group()
+    return {"steps": steps, "repeats": repeats, "targets_per_s": rates,
+            "targets_per_window": targets_per_row("one pass"),
+            "batch_sizes": {mode: _config(mode, "unused", []).data.batch_size for mode in MODES}}
+
+
+def quality(seeds: list[int]) -> None:
+    """Train the per-prefix mode per seed to the end, one file per run (runs may go in parallel).
+
+    The one-pass runs are those of the recall table (``models_recall.py quality --models sasrec
+    --data ml100k``): the same config and seeds.
+    """
+    from bigrec.train.distributed import destroy_process_group
+    from bigrec.train.trainer import train
+
+    RUNS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as out:
+        for seed in seeds:
+            started = time.perf_counter()
+            result = train(_config("per prefix", f"{out}/{seed}", [f"trainer.seed={seed}"]))
+            run = {"mode": "per prefix", "seed": seed, "test": result["test"], "best_epoch": result["best_epoch"],
+                   "train_s": time.perf_counter() - started}
+            (RUNS / f"per_prefix_{seed}.json").write_text(json.dumps(run))
+            print(json.dumps(run), flush=True)
+        destroy_process_group()
+
+
+def quality_runs() -> dict[str, list[dict]]:
+    """Stored test results by mode."""
+    return {"per prefix": [json.loads(p.read_text()) for p in sorted(RUNS.glob("per_prefix_*.json"))],
+            "one pass": [json.loads(p.read_text()) for p in sorted(RECALL_RUNS.glob("ml100k_sasrec_*.json"))]}
+
+
+# The per-prefix result of the recall table before one-pass training (seed 0, 10 epochs, same data and
+# protocol): the reference when no per-prefix run of this script is stored.
+PER_PREFIX_BEFORE = {"recall@10": 0.1845, "ndcg@10": 0.1015, "mrr@10": 0.0765, "best_epoch": 10, "train_s": 856}
+
+
+def _mean_spread(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+
+
+def render(results: dict) -> str:
+    lines = ["SASRec on MovieLens-100k (leave-last-out, full softmax over 1,682 items), one rank, one core",
+             "(`OMP_NUM_THREADS=1`), CPU gloo, the real trainer; the two modes run interleaved in one script on a",
+             "shared machine, so compare the ratio rather than the absolute rates.",
+             "Regenerate: `python tools/bench/sequence_training.py speed`, `... quality` (per prefix), "
+             "`python tools/bench/models_recall.py quality` (one pass), then `... sequence_training.py render`.",
+             ""]
+    if "speed" in results:
+        speed_ = results["speed"]
+        rates = {mode: statistics.median(values) for mode, values in speed_["targets_per_s"].items()}
+        lines += [f"Training speed (median of {speed_['repeats']} alternating runs of {speed_['steps']} steps; "
+                  f"a window "
+                  f"holds {speed_['targets_per_window']:.1f} targets on average):", "",
+                  "| mode | rows per step | training targets/s per core | vs per prefix |", "|---|---|---|---|",
+                  f"| per prefix (before) | {speed_['batch_sizes']['per prefix']} prefixes | "
+                  f"{rates['per prefix']:,.0f} | 1.0x |",
+                  f"| one pass | {speed_['batch_sizes']['one pass']} windows | {rates['one pass']:,.0f} | "
+                  f"{rates['one pass'] / rates['per prefix']:.1f}x |", ""]
+    runs = quality_runs()
+    if any(runs.values()):
+        lines += ["Test quality, mean ± standard deviation over the seeds run (early stopping on valid NDCG@10):", "",
+                  "| mode | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time | seeds |",
+                  "|---|---|---|---|---|---|---|"]
+        for mode, mine in runs.items():
+            if not mine:
+                continue
+            metric = {k: _mean_spread([r["test"][k] for r in mine]) for k in ("recall@10", "ndcg@10", "mrr@10")}
+            lines.append(f"| {mode} | {metric['recall@10']} | {metric['ndcg@10']} | {metric['mrr@10']} | "
+                         f"{statistics.mean(r['best_epoch'] for r in mine):.1f} | "
+                         f"{statistics.mean(r['train_s'] for r in mine):.0f} s | {len(mine)} |")
+        if not runs["per prefix"]:
+            before = PER_PREFIX_BEFORE
+            lines.append(f"| per prefix, recorded before this change | {before['recall@10']:.4f} | "
+                         f"{before['ndcg@10']:.4f} | {before['mrr@10']:.4f} | {before['best_epoch']} | "
+                         f"{before['train_s']} s | 1 |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["speed", "quality", "render"])
+    parser.add_argument("--steps", type=int, default=30, help="speed: timed training steps per run")
+    parser.add_argument("--repeats", type=int, default=3, help="speed: alternating runs per mode")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: seeds")
+    args = parser.parse_args()
+    from bigrec.logs import quiet_third_party
+
+    quiet_third_party()
+    if args.what == "speed":
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps({"speed": speed(args.steps, args.repeats)}, indent=1))
+    elif args.what == "quality":
+        quality(args.seeds)
+    replace_section(ROOT / "docs/benchmarks.md", HEADING,
+                    render(json.loads(RESULTS.read_text()) if RESULTS.exists() else {}))
+
+
+if __name__ == "__main__":
+    main()
