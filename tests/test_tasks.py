@@ -48,6 +48,7 @@ def test_binary_and_regression_losses_aux_terms_and_predictions():
     mse = torch.tensor(((3 - 5) ** 2 + (4 - 2) ** 2) / 2)
     assert torch.allclose(loss, bce + 0.5 * mse + 0.1 * 3.0)
     assert set(step.terms) == {"loss/click", "loss/rating", "aux/penalty", "weight/click", "weight/rating"}
+    assert float(step.terms["weight/rating"]) == 0.5  # the loss weights are logged per step
     assert torch.allclose(step.terms["loss/rating"], mse)
     assert torch.allclose(step.predictions[:, 1], torch.tensor([3.0, 4.0]))  # regression: the value itself
     assert torch.allclose(step.predictions[:, 0], torch.sigmoid(torch.tensor([0.0, 2.0])))
