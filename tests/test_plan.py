@@ -287,3 +287,23 @@ def test_two_rank_training_runs_the_printed_plan_and_learns(criteo_small, tmp_pa
     for rank_result in results:
         assert rank_result["observed"] == expected
     assert results[0]["test"]["auc"] >= 0.70, results[0]["test"]
+
+
+# ---------------------------------------------------------------- CPU default plans
+def test_cpu_plans_keep_tiny_tables_whole_and_config_still_wins(small_schema):
+    from bigrec.plan.planner import build_planning_module
+    from bigrec.train.sharding import cpu_sharding_types, plan_sharding
+
+    assert cpu_sharding_types(40, world_size=2) == ["table_wise"]
+    assert "row_wise" not in cpu_sharding_types(50_000, world_size=64)
+
+    def planned(**sharding) -> dict[str, str]:
+        config = config_from_dict(small_config(small_schema, **sharding))
+        module = build_planning_module(config, "cpu")
+        plan = plan_sharding(module, 2, "cpu", 256, config.sharding)
+        return {table: entry.sharding_type for tables in plan.plan.values() for table, entry in tables.items()}
+
+    default = planned()
+    assert default["sparse_2"] == default["sparse_3"] == "table_wise"  # 3,000 and 40 rows: never split
+    explicit = planned(sharding_types=["data_parallel"], tables={"sparse_0": {"sharding_types": ["row_wise"]}})
+    assert explicit["sparse_3"] == "data_parallel" and explicit["sparse_0"] == "row_wise"

@@ -70,6 +70,15 @@ def test_train_layout_mismatch_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="data.train=train.parquet"):
         check_train_layout(schema, "train_sequences.parquet", False, "dssm")
     check_train_layout(schema, "train_sequences.parquet", True, "gru4rec")
+    # full ranking excludes every training interaction, read from the per-prefix rows, not the windows' targets
+    from bigrec.config import DataConfig
+
+    model = build_model("gru4rec", schema, {"embedding_dim": 8})
+    users = torch.arange(1, 31)
+    seen = {train: build_task(model, schema, TaskConfig(), DataConfig(path=str(tmp_path), train=train))
+            .seen_items("test").lists(users) for train in ("train.parquet", "train_sequences.parquet")}
+    assert seen["train_sequences.parquet"] == seen["train.parquet"]
+    assert sum(map(len, seen["train.parquet"])) > 2 * 30
     with pytest.raises(ConfigError, match="max_len >= 8"):
         build_model("sasrec", schema, {"max_len": 4, "hidden_size": 8})
 

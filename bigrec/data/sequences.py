@@ -45,10 +45,26 @@ def window_ends(position: np.ndarray, last: np.ndarray, window: int) -> np.ndarr
     return (position >= 1) & (position <= last) & ((last - position) % window == 0)
 
 
-def layout_metadata(window: int, rows: int) -> dict:
-    """``schema.metadata["sequences"]`` of a data set that has the sequences layout."""
-    return {"file": SEQUENCES_FILE, "window": int(window), "rows": int(rows),
+def layout_metadata(window: int, rows: int, prefixes: str = "train.parquet") -> dict:
+    """``schema.metadata["sequences"]`` of a data set that has the sequences layout.
+
+    ``prefixes``: the per-prefix file holding every training interaction as a row.
+    """
+    return {"file": SEQUENCES_FILE, "window": int(window), "rows": int(rows), "prefixes": prefixes,
             "targets": "every history position predicts the next item; the last one predicts item_id"}
+
+
+def interactions_file(schema: Schema, spec: str) -> str:
+    """The file whose rows are every interaction of ``spec``: its per-prefix file for the sequences layout.
+
+    A window row's target is only the last item of its window, so the users' seen
+    items (excluded in full ranking) are read from the per-prefix rows instead.
+    """
+    layout = schema.metadata.get("sequences")
+    path = PurePath(spec)
+    if not layout or path.name != layout["file"]:
+        return spec
+    return str(path.with_name(layout.get("prefixes", "train.parquet")))
 
 
 def check_train_layout(schema: Schema, train: Optional[str], all_positions: bool, model: str) -> None:

@@ -68,24 +68,23 @@ class FlatInput(nn.Module):
         return torch.cat([pooled[n] for n in self.id_names] + [self.dense(batch)], dim=-1)
 
 
-class FieldInput(nn.Module):
+class FieldInput(FlatInput):
     """One D-dim field per id feature, plus the dense columns projected to one more field.
 
     The dense projection (as DLRM's dense arch) keeps raw dense values out of
-    multiplicative interactions. ``num_fields`` is F' = F + (1 if any dense column).
+    multiplicative interactions. ``num_fields`` is F' = F + (1 if any dense column);
+    ``out_features`` is the flattened width F' * D.
 
     Shapes: ``forward(batch) -> [B, F', D]``.
     """
 
     def __init__(self, schema: Schema, names: list[str], embedding_dim: int,
                  device: Optional[torch.device] = None) -> None:
-        super().__init__()
-        self.id_names = id_feature_names(schema, names)
-        self.embeddings = FeatureEmbeddings(schema, self.id_names, embedding_dim, device=device)
-        self.dense = DenseColumns(schema, names)
+        super().__init__(schema, names, embedding_dim, device)
         self.dense_field = nn.Linear(self.dense.out_features, embedding_dim) if self.dense.out_features else None
         self.num_fields = len(self.id_names) + (1 if self.dense_field is not None else 0)
         self.embedding_dim = embedding_dim
+        self.out_features = self.num_fields * embedding_dim
 
     def forward(self, batch: Batch) -> torch.Tensor:
         pooled = self.embeddings(batch).pooled

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -117,10 +117,14 @@ class LrSchedule:
         self.factor = factor
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.step_count = 0
+        self._scale: Optional[float] = None
         self._apply()
 
     def _apply(self) -> None:
         scale = self.factor(self.step_count)
+        if scale == self._scale:
+            return  # a constant schedule writes the param groups once, not every step
+        self._scale = scale
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * scale
 
@@ -137,4 +141,5 @@ class LrSchedule:
 
     def load_state_dict(self, state: dict) -> None:
         self.step_count = int(state["step_count"])
+        self._scale = None  # the optimizer's groups were just loaded: write them again
         self._apply()

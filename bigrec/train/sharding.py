@@ -18,6 +18,7 @@ from torch import nn
 from torchrec.distributed.embedding import EmbeddingCollectionSharder
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.model_parallel import DataParallelWrapper
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 from torchrec.distributed.planner.stats import NoopEmbeddingStats
 from torchrec.distributed.planner.types import Stats
@@ -69,6 +70,22 @@ def make_sharders() -> list[ModuleSharder[nn.Module]]:
     return [BagSharder(), SequenceSharder()]
 
 
+class SingleRankWrapper(DataParallelWrapper):
+    """DMP's data-parallel wrapper for a job of one rank: no DDP around the dense part.
+
+    DDP over a one-process group still buckets every gradient and runs an all-reduce
+    per step (a thread hand-off to gloo); with one rank the gradients need no sync.
+    """
+
+    def wrap(self, dmp: nn.Module, env: Any, device: torch.device) -> None:
+        dmp._dmp_wrapped_module.to(device)
+
+
+def data_parallel_wrapper(world_size: int) -> Optional[DataParallelWrapper]:
+    """The wrapper for ``DistributedModelParallel`` (None: TorchRec's DDP wrapper)."""
+    return SingleRankWrapper() if world_size == 1 else None
+
+
 KERNELS = [k.value for k in EmbeddingComputeKernel]
 UVM_CACHING = EmbeddingComputeKernel.FUSED_UVM_CACHING.value
 
@@ -110,9 +127,28 @@ def pruned_sharding_types(rows: int, world_size: int) -> list[str]:
     return [t for t in ALL_SHARDING_TYPES if t not in dropped]
 
 
+def cpu_sharding_types(rows: int, world_size: int) -> list[str]:
+    """The default sharding types of a table on CPU ranks.
+
+    TorchRec's planner models GPU costs; on CPU (gloo, one host) splitting a small
+    table's rows over ranks buys nothing and adds bucketing and all-to-all traffic.
+    A table of at most ``MAX_REPLICATED_ROWS`` rows is kept whole on one rank
+    (table-wise: it rides the module's one all-to-all, with the fused kernel and the
+    exact fused optimizer). Data-parallel would avoid the all-to-all, but its dense
+    kernel runs TorchRec's Python optimizer instead of fbgemm's, and on MovieLens-100k
+    it lost 0.005 test AUC (``docs/benchmarks.md``); it is also broken for
+    ``EmbeddingCollection`` tables on CPU. Larger tables keep the planner's choice
+    among :func:`pruned_sharding_types`.
+    """
+    if rows <= MAX_REPLICATED_ROWS:
+        return [ShardingType.TABLE_WISE.value]
+    return pruned_sharding_types(rows, world_size)
+
+
 def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels: Optional[list[str]] = None,
                      cache_load_factor: Optional[float] = None,
-                     prune_for_world_size: Optional[int] = None) -> dict[str, ParameterConstraints]:
+                     prune_for_world_size: Optional[int] = None,
+                     cpu_world_size: Optional[int] = None) -> dict[str, ParameterConstraints]:
     """Per-table planner constraints from ``sharding.sharding_types`` and ``sharding.tables``.
 
     Per-table keys: ``sharding_types``, ``compute_kernels`` (``fused``, ``fused_uvm``,
@@ -122,7 +158,9 @@ def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels:
     column-wise shard width), and any other ``ParameterConstraints`` field.
     ``default_kernels`` / ``cache_load_factor`` apply to tables that name none;
     ``prune_for_world_size`` restricts tables that name no sharding types to
-    :func:`pruned_sharding_types`.
+    :func:`pruned_sharding_types`; ``cpu_world_size`` (planning for CPU ranks) gives
+    tables with no ``sharding.tables`` entry :func:`cpu_sharding_types` when
+    ``sharding.sharding_types`` is not set.
     """
     tables = embedding_tables(module)
     feature_counts = table_feature_counts(module)
@@ -135,6 +173,8 @@ def make_constraints(module: nn.Module, config: ShardingConfig, default_kernels:
         types = per_table.pop("sharding_types", config.sharding_types)
         if types is None and prune_for_world_size:
             types = pruned_sharding_types(tables[name][1], prune_for_world_size)
+        elif types is None and cpu_world_size and name not in config.tables:
+            types = cpu_sharding_types(tables[name][1], cpu_world_size)
         kernels = per_table.pop("compute_kernels", default_kernels)
         load_factor = per_table.pop("cache_load_factor", cache_load_factor)
         if "pooling_factor" in per_table:
@@ -188,8 +228,13 @@ def make_planner(module: nn.Module, topology: Topology, batch_size: int, config:
 def plan_sharding(module: nn.Module, world_size: int, compute_device: str, batch_size: int,
                   config: ShardingConfig, local_world_size: Optional[int] = None,
                   process_group: Optional[torch.distributed.ProcessGroup] = None) -> ShardingPlan:
-    """Run TorchRec's planner; with a process group, rank 0 plans and broadcasts."""
-    planner = make_planner(module, make_topology(world_size, compute_device, local_world_size), batch_size, config)
+    """Run TorchRec's planner; with a process group, rank 0 plans and broadcasts.
+
+    On CPU, tables the config says nothing about get :func:`cpu_sharding_types`.
+    """
+    constraints = make_constraints(module, config, cpu_world_size=world_size if compute_device == "cpu" else None)
+    planner = make_planner(module, make_topology(world_size, compute_device, local_world_size), batch_size, config,
+                           constraints)
     if process_group is not None:
         return planner.collective_plan(module, make_sharders(), process_group)
     return planner.plan(module, make_sharders())

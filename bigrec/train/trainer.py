@@ -147,7 +147,8 @@ class Trainer:
         attach_sparse_optimizer(module, config.trainer.sparse_optimizer, env.compute_device)
         self.plan = self._plan(module)
         self.model = DistributedModelParallel(module, device=env.device, plan=self.plan,
-                                              sharders=sharding.make_sharders())
+                                              sharders=sharding.make_sharders(),
+                                              data_parallel_wrapper=sharding.data_parallel_wrapper(env.world_size))
         self.optimizer = make_optimizer(self.model, config.trainer.dense_optimizer)
         steps = len(self.splits["train"]) * config.trainer.epochs
         self.schedule = LrSchedule(self.optimizer, lr_factor(config.trainer, steps))

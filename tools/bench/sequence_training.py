@@ -1,8 +1,7 @@
 """One-pass sequence training vs one row per prefix: SASRec on MovieLens-100k, speed and quality.
 
     python tools/bench/sequence_training.py speed             # training targets/s of both, interleaved
-    python tools/bench/sequence_training.py quality --seeds 0 1 2                     # per prefix
-    python tools/bench/models_recall.py quality --models sasrec --data ml100k        # one pass
+    python tools/bench/sequence_training.py quality --seeds 0 1 2 [--modes "one pass"]
     python tools/bench/sequence_training.py render            # -> docs/benchmarks.md, "Sequence training in one pass"
 
 Both modes train ``configs/recall/sasrec_ml100k.yaml`` with the real trainer on one
@@ -17,11 +16,10 @@ rank and one OpenMP thread (one core) on the same leave-last-out data:
 ``speed`` alternates the two modes ``--repeats`` times (``--steps`` training steps
 each, after a warm-up) and reports training targets per second (rows/s for per
 prefix; windows/s times the mean targets per window for one pass) and their ratio,
-the median over repeats. ``quality`` trains the per-prefix mode per seed to the end
+the median over repeats. ``quality`` trains each mode per seed to the end
 (early stopping on valid NDCG@10) and records test Recall/NDCG/MRR@10 and the training
-time; the one-pass runs are the recall table's SASRec runs on MovieLens-100k (same
-config and seeds). Results are stored under ``runs/bench/`` one file per run, so seeds
-may run as parallel processes; every command rewrites the doc section from all of them
+time. Results are stored under ``runs/bench/`` one file per run, so seeds and modes may
+run as parallel processes; every command rewrites the doc section from all of them
 (``render`` only that).
 """
 
@@ -46,8 +44,7 @@ from models_recall import replace_section  # noqa: E402
 CONFIG = ROOT / "configs/recall/sasrec_ml100k.yaml"
 DATA = ROOT / "data/ml-100k/recall"
 RESULTS = ROOT / "runs/bench/sequence_training.json"  # speed
-RUNS = ROOT / "runs/bench/sequence_training"  # one file per per-prefix quality run
-RECALL_RUNS = ROOT / "runs/bench/models_recall"  # the recall table's runs: one-pass SASRec among them
+RUNS = ROOT / "runs/bench/sequence_training"  # one file per quality run
 HEADING = "Sequence training in one pass"
 MODES = {
     "per prefix": ["data.train=train.parquet", "model.all_positions=false", "data.batch_size=256",
@@ -108,36 +105,28 @@ def speed(steps: int, repeats: int) -> dict:
             "batch_sizes": {mode: _config(mode, "unused", []).data.batch_size for mode in MODES}}
 
 
-def quality(seeds: list[int]) -> None:
-    """Train the per-prefix mode per seed to the end, one file per run (runs may go in parallel).
-
-    The one-pass runs are those of the recall table (``models_recall.py quality --models sasrec
-    --data ml100k``): the same config and seeds.
-    """
+def quality(seeds: list[int], modes: list[str]) -> None:
+    """Train each mode per seed to the end (early stopping), one result file per run (runs may go in parallel)."""
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
     RUNS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as out:
         for seed in seeds:
-            started = time.perf_counter()
-            result = train(_config("per prefix", f"{out}/{seed}", [f"trainer.seed={seed}"]))
-            run = {"mode": "per prefix", "seed": seed, "test": result["test"], "best_epoch": result["best_epoch"],
-                   "train_s": time.perf_counter() - started}
-            (RUNS / f"per_prefix_{seed}.json").write_text(json.dumps(run))
-            print(json.dumps(run), flush=True)
+            for mode in modes:
+                started = time.perf_counter()
+                result = train(_config(mode, f"{out}/{mode}{seed}", [f"trainer.seed={seed}"]))
+                run = {"mode": mode, "seed": seed, "test": result["test"], "best_epoch": result["best_epoch"],
+                       "train_s": time.perf_counter() - started}
+                (RUNS / f"{mode.replace(' ', '_')}_{seed}.json").write_text(json.dumps(run))
+                print(json.dumps(run), flush=True)
         destroy_process_group()
 
 
 def quality_runs() -> dict[str, list[dict]]:
     """Stored test results by mode."""
-    return {"per prefix": [json.loads(p.read_text()) for p in sorted(RUNS.glob("per_prefix_*.json"))],
-            "one pass": [json.loads(p.read_text()) for p in sorted(RECALL_RUNS.glob("ml100k_sasrec_*.json"))]}
-
-
-# The per-prefix result of the recall table before one-pass training (seed 0, 10 epochs, same data and
-# protocol): the reference when no per-prefix run of this script is stored.
-PER_PREFIX_BEFORE = {"recall@10": 0.1845, "ndcg@10": 0.1015, "mrr@10": 0.0765, "best_epoch": 10, "train_s": 856}
+    return {mode: [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"{mode.replace(' ', '_')}_*.json"))]
+            for mode in MODES}
 
 
 def _mean_spread(values: list[float]) -> str:
@@ -149,8 +138,7 @@ def render(results: dict) -> str:
     lines = ["SASRec on MovieLens-100k (leave-last-out, full softmax over 1,682 items), one rank, one core",
              "(`OMP_NUM_THREADS=1`), CPU gloo, the real trainer; the two modes run interleaved in one script on a",
              "shared machine, so compare the ratio rather than the absolute rates.",
-             "Regenerate: `python tools/bench/sequence_training.py speed`, `... quality` (per prefix), "
-             "`python tools/bench/models_recall.py quality` (one pass), then `... sequence_training.py render`.",
+             "Regenerate: `python tools/bench/sequence_training.py speed`, then `... quality` (both modes, 3 seeds).",
              ""]
     if "speed" in results:
         speed_ = results["speed"]
@@ -175,11 +163,7 @@ def render(results: dict) -> str:
             lines.append(f"| {mode} | {metric['recall@10']} | {metric['ndcg@10']} | {metric['mrr@10']} | "
                          f"{statistics.mean(r['best_epoch'] for r in mine):.1f} | "
                          f"{statistics.mean(r['train_s'] for r in mine):.0f} s | {len(mine)} |")
-        if not runs["per prefix"]:
-            before = PER_PREFIX_BEFORE
-            lines.append(f"| per prefix, recorded before this change | {before['recall@10']:.4f} | "
-                         f"{before['ndcg@10']:.4f} | {before['mrr@10']:.4f} | {before['best_epoch']} | "
-                         f"{before['train_s']} s | 1 |")
+
     return "\n".join(lines)
 
 
@@ -189,6 +173,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="speed: timed training steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="speed: alternating runs per mode")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: seeds")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="quality: modes")
     args = parser.parse_args()
     from bigrec.logs import quiet_third_party
 
@@ -197,7 +182,7 @@ def main() -> None:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps({"speed": speed(args.steps, args.repeats)}, indent=1))
     elif args.what == "quality":
-        quality(args.seeds)
+        quality(args.seeds, args.modes)
     replace_section(ROOT / "docs/benchmarks.md", HEADING,
                     render(json.loads(RESULTS.read_text()) if RESULTS.exists() else {}))
 

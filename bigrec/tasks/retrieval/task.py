@@ -66,6 +66,7 @@ from bigrec.batch import Batch
 from bigrec.config import DataConfig, TaskConfig
 from bigrec.data.catalogue import ItemCatalogue
 from bigrec.data.seen import SeenItems, splits_before
+from bigrec.data.sequences import interactions_file
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.output import RecallOutput
@@ -244,7 +245,8 @@ class RetrievalTask:
         if self.data is None:
             raise ConfigError("full-ranking metrics exclude each user's seen items, read from the data: build the "
                               "retrieval task with the run's data config")
-        specs = tuple(spec for name in splits_before(split) if (spec := self.data.resolve(name)) is not None)
+        specs = tuple(interactions_file(self.schema, spec) for name in splits_before(split)
+                      if (spec := self.data.resolve(name)) is not None)
         if specs not in self._seen:
             self._seen[specs] = SeenItems.from_splits(specs, self.schema, self.options.user_feature,
                                                       self.item_feature)
