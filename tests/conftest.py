@@ -26,6 +26,9 @@ def criteo_small(tmp_path_factory) -> Path:
 def subprocess_env() -> dict:
     """Environment for CLI subprocesses: the venv's bin first on PATH (torchrun, torchx)."""
     env = dict(os.environ)
+    # in-process trainers of earlier tests set these; a subprocess must pick its own free port
+    for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        env.pop(name, None)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
