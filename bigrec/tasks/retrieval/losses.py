@@ -144,7 +144,9 @@ class SampledCandidates(nn.Module):
         self.counts.index_add_(0, targets, torch.ones_like(targets, dtype=self.counts.dtype))
 
     def sample(self) -> torch.Tensor:
-        """``[M]`` negative ids (``M = num_negatives``)."""
+        """``[M]`` negative ids (``M = num_negatives``; empty when it is 0)."""
+        if not self.num_negatives:
+            return self.counts.new_zeros(0, dtype=torch.int64)
         if self.negative_sampler == "popularity":
             return torch.multinomial(self.counts.float(), self.num_negatives, replacement=True)
         return torch.randint(self.first_item, self.num_items, (self.num_negatives,), device=self.counts.device)
@@ -175,10 +177,9 @@ class SampledSoftmax(nn.Module):
         self.temperature = temperature
         self.log_q = log_q
         self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
-        self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
 
     def candidate_ids(self, user_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.sampler.sample() if self.sampler.num_negatives else self.no_ids
+        return self.sampler.sample()
 
     def forward(self, output: RecallOutput, targets: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
         self.sampler.observe(targets)
@@ -215,10 +216,9 @@ class MarginLoss(nn.Module):
         self.hard_negatives = hard_negatives
         self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
         self.miner = MinedNegatives(num_users, num_items, mined_count, padding_item) if mining == "offline" else None
-        self.register_buffer("no_ids", torch.zeros(0, dtype=torch.int64), persistent=False)
 
     def candidate_ids(self, user_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-        sampled = self.sampler.sample() if self.sampler.num_negatives else self.no_ids
+        sampled = self.sampler.sample()
         if self.miner is None:
             return sampled
         return torch.cat([sampled, self.miner.sample(user_ids)])
