@@ -332,3 +332,35 @@ def generate_criteo_like(
     schema = build_schema(cardinalities, num_dense, embedding_dim, metadata)
     write_schema(schema, output_dir)
     return schema
+
+
+def split_counts(schema: Schema) -> str:
+    """``{"train": rows, ...}`` of a generated set, from its schema's ``counts`` metadata."""
+    import json
+
+    return json.dumps({split: c["rows"] for split, c in schema.metadata["counts"].items()}) + " rows"
+
+
+def rows_and_bayes_auc(schema: Schema) -> str:
+    """Rows per split and the planted signal's Bayes AUC, from a generated set's metadata."""
+    import json
+
+    return f"{json.dumps(schema.metadata['rows'])}, Bayes AUC ~{schema.metadata['bayes_auc_estimate']}"
+
+
+def run_generator(command: str, generate, args, summary=split_counts) -> int:
+    """Run ``generate(args) -> Schema`` for ``bigrec data <command>`` and print ``summary(schema)``.
+
+    Bad parameters (a ValueError of the generator) are one ConfigError naming the command.
+    """
+    import time
+
+    from bigrec.errors import ConfigError
+
+    started = time.perf_counter()
+    try:
+        schema = generate(args)
+    except ValueError as exc:
+        raise ConfigError(f"{command}: {exc}") from None
+    print(f"{args.output}: {summary(schema)}, {time.perf_counter() - started:.2f}s")
+    return 0

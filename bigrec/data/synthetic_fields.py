@@ -204,16 +204,9 @@ def add_cli(commands, positive_int) -> None:
 
 
 def _run_cli(args) -> int:
-    import json
+    from bigrec.data.synthetic import rows_and_bayes_auc, run_generator
 
-    from bigrec.errors import ConfigError
-
-    try:
-        schema = generate_fields(args.output, args.rows, signal=args.signal, num_fields=args.num_fields,
-                                 vocab_size=args.vocab_size, num_noise_fields=args.noise_fields,
-                                 noise_vocab_size=args.noise_vocab_size, strength=args.strength, seed=args.seed,
-                                 embedding_dim=args.embedding_dim)
-    except ValueError as exc:
-        raise ConfigError(f"synthetic-fields: {exc}") from None
-    print(f"{args.output}: {json.dumps(schema.metadata['rows'])}, Bayes AUC ~{schema.metadata['bayes_auc_estimate']}")
-    return 0
+    return run_generator("synthetic-fields", lambda args: generate_fields(args.output, args.rows, signal=args.signal, num_fields=args.num_fields,
+                           vocab_size=args.vocab_size, num_noise_fields=args.noise_fields,
+                           noise_vocab_size=args.noise_vocab_size, strength=args.strength, seed=args.seed,
+                           embedding_dim=args.embedding_dim), args, rows_and_bayes_auc)

@@ -116,15 +116,8 @@ def add_cli(commands, positive_int) -> None:
 
 
 def _run_cli(args) -> int:
-    import json
+    from bigrec.data.synthetic import rows_and_bayes_auc, run_generator
 
-    from bigrec.errors import ConfigError
-
-    try:
-        schema = generate_order(args.output, args.rows, num_items=args.num_items, num_categories=args.num_categories,
-                                max_len=args.max_len, overflow=args.overflow, strength=args.strength,
-                                seed=args.seed, embedding_dim=args.embedding_dim)
-    except ValueError as exc:
-        raise ConfigError(f"synthetic-order: {exc}") from None
-    print(f"{args.output}: {json.dumps(schema.metadata['rows'])}, Bayes AUC ~{schema.metadata['bayes_auc_estimate']}")
-    return 0
+    return run_generator("synthetic-order", lambda args: generate_order(args.output, args.rows, num_items=args.num_items, num_categories=args.num_categories,
+                          max_len=args.max_len, overflow=args.overflow, strength=args.strength, seed=args.seed,
+                          embedding_dim=args.embedding_dim), args, rows_and_bayes_auc)

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_item_catalogue, write_split_dir
 from bigrec.data.sequences import SEQUENCES_SPLIT, layout_metadata, window_ends
+from bigrec.data.synthetic import run_generator
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
 GENERATOR = "markov_clusters_v1"
@@ -173,23 +174,6 @@ def add_sequence_arguments(parser, positive_int, items: int, clusters: int, min_
     parser.add_argument("--history-len", type=positive_int, default=50, help="items kept in hist_item_ids")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedding-dim", type=positive_int, default=32, help="embedding dim in schema.json")
-
-
-def run_generator(command: str, generate, args) -> int:
-    """Run ``generate(args) -> Schema`` for ``bigrec data <command>``; bad parameters are one ConfigError."""
-    import json
-    import time
-
-    from bigrec.errors import ConfigError
-
-    started = time.perf_counter()
-    try:
-        schema = generate(args)
-    except ValueError as exc:
-        raise ConfigError(f"{command}: {exc}") from None
-    counts = {split: c["rows"] for split, c in schema.metadata["counts"].items()}
-    print(f"{args.output}: {json.dumps(counts)} rows, {time.perf_counter() - started:.2f}s")
-    return 0
 
 
 def add_cli(commands, positive_int) -> None:
