@@ -39,6 +39,7 @@ class Settings:
     config: str | None = None
     overrides: list = field(default_factory=list)
     partition_count: int = 0  # spill partitions; 0 = from the memory cap and the input size
+    compression: str = "snappy"  # Parquet codec of the output files
 
     @property
     def cap_bytes(self) -> int:
@@ -63,18 +64,21 @@ class Settings:
 
 
 class SpillFile:
-    """Record batches appended to one Arrow IPC stream on disk, read back in order."""
+    """Record batches appended to one Arrow IPC file on disk, read back in order (all, or chosen ones)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._writer = None
         self.rows = 0
+        self.batch_rows: list[int] = []  # rows of every record batch written, in order
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pa.ipc.new_stream(str(self.path), table.schema)
-        self._writer.write(table)
+            self._writer = pa.ipc.new_file(str(self.path), table.schema)
+        for batch in table.to_batches() if isinstance(table, pa.Table) else [table]:
+            self._writer.write_batch(batch)
+            self.batch_rows.append(batch.num_rows)
         self.rows += table.num_rows
 
     def close(self) -> None:
@@ -82,11 +86,14 @@ class SpillFile:
             self._writer.close()
             self._writer = None
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def batches(self, indices: list[int] | None = None) -> Iterator[pa.RecordBatch]:
+        """Every batch in order, or those of ``indices`` (each read from disk on its own)."""
         if not self.path.exists():
             return
         with pa.OSFile(str(self.path), "rb") as source:
-            yield from pa.ipc.open_stream(source)
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches) if indices is None else indices:
+                yield reader.get_batch(i)
 
     def read_all(self) -> pa.Table | None:
         batches = list(self.batches())

@@ -93,11 +93,18 @@ class KeyCounter:
         self._pending = 0
 
     def add(self, keys: np.ndarray) -> None:
+        """Count every key of ``keys`` once."""
         if not keys.size:
             return
         counted = pc.value_counts(pa.array(keys, pa.uint64()))
-        self._parts.append(pa.table({"key": counted.field("values"), "count": counted.field("counts")}))
-        self._pending += len(counted)
+        self.add_counts(counted.field("values"), counted.field("counts"))
+
+    def add_counts(self, keys, counts) -> None:
+        """Add ``counts[i]`` to key ``keys[i]`` (distinct keys; a negative count takes rows back)."""
+        if not len(keys):
+            return
+        self._parts.append(pa.table({"key": pa.array(keys, pa.uint64()), "count": pa.array(counts, pa.int64())}))
+        self._pending += len(keys)
         if self._pending > self.limit:
             self._compact()
 
@@ -144,9 +151,9 @@ class KeyCounter:
                 self._path(p, "keys").unlink()
                 self._path(p, "counts").unlink()
         self._parts = []
-        distinct = sum(t.num_rows for t in pieces)
         keys = np.concatenate([t.column("key").to_numpy() for t in pieces]).astype(np.uint64)
         counts = np.concatenate([t.column("count").to_numpy() for t in pieces]).astype(np.int64)
+        distinct = int(np.count_nonzero(counts > 0))  # keys whose every count was taken back are not seen
         keep = counts >= min_count
         keys, counts = keys[keep], counts[keep]
         order = np.argsort(keys, kind="stable")
