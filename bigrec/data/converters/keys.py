@@ -199,8 +199,23 @@ def int_keys(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 KEY_FUNCTIONS = {"int": int_keys, "hex": hex_keys, "str": str_keys}
 
 
+def dictionary_keys(array, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(keys [D+1], present [D+1], bad [D+1], indices int [N])`` of a dictionary-encoded array: the rule
+    applied once per distinct value (entry D stands for a null), and each row's entry."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    keys, present, bad = KEY_FUNCTIONS[kind](array.dictionary)
+    missing = len(array.dictionary)
+    indices = array.indices.fill_null(missing) if array.null_count else array.indices
+    return (np.append(keys, np.uint64(0)), np.append(present, False), np.append(bad, False),
+            indices.to_numpy(zero_copy_only=False))
+
+
 def keys_of(array, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(keys uint64 [N], present bool [N], bad bool [N])`` of ``array`` under rule ``kind``."""
+    if pa.types.is_dictionary(array.type):
+        keys, present, bad, indices = dictionary_keys(array, kind)
+        return keys[indices], present[indices], bad[indices]
     return KEY_FUNCTIONS[kind](array)
 
 

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from bigrec.data.converters.badinput import BadInput
 from bigrec.data.converters.common import Settings, SpillFile, finish
-from bigrec.data.converters.keys import keys_of
+from bigrec.data.converters.keys import dictionary_keys, keys_of
 from bigrec.data.converters.options import PrepOptions, RunningMoments
 from bigrec.data.converters.output import OutputDir, Stats, open_split_writers
 from bigrec.data.converters.textio import Block, CsvFormat, Progress, ordered_map, parse_csv, staged_blocks, utf8_ok
@@ -119,9 +119,18 @@ class Tally:
     moments: dict[str, RunningMoments] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, table: pa.Table, counted: list[str], standardized: list[str]) -> "Tally":
+    def of(cls, table: pa.Table, counted: list[str], standardized: list[str],
+           entries: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> "Tally":
+        """The tally of ``table``; ``entries`` (name -> dictionary keys, present, each row's entry), where
+        given, counts rows per dictionary entry instead of hashing every key."""
         tally = cls()
         for name in counted:
+            if entries and name in entries:
+                keys, present, rows = entries[name]
+                counts = np.bincount(rows, minlength=len(keys))
+                kept = present & (counts > 0)
+                tally.counts[name] = (keys[kept], counts[kept])
+                continue
             column = table.column(name)
             counted_values = pc.value_counts(column.drop_null() if column.null_count else column)
             tally.counts[name] = (counted_values.field("values").to_numpy(zero_copy_only=False),
@@ -165,16 +174,25 @@ def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: 
             raw = table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64)
             values = options.dense(f.name).prepare(raw)
             columns[f.name] = pa.array(values if f.name in standardized else values.astype(np.float32))
+        entries = {}  # dictionary-encoded columns: (keys, present, entry of each row)
         for f in source.of_kind("sparse"):
+            column = table.column(f.source)
             if f.key == "str":
-                keep &= utf8_ok(table.column(f.source), lines, block.path, f.source, bad, keep)
-            keys, present, wrong = keys_of(table.column(f.source), f.key)
+                keep &= utf8_ok(column, lines, block.path, f.source, bad, keep)
+            if pa.types.is_dictionary(column.type):
+                keys, present, wrong, rows = dictionary_keys(column, f.key)
+                entries[f.name] = (keys, present, rows)
+                keys, present, wrong = keys[rows], present[rows], wrong[rows]
+            else:
+                keys, present, wrong = keys_of(column, f.key)
             bad.report(block.path, lines[wrong & keep], f"not a valid {f.key} value", column=f.source)
             keep &= ~wrong
             columns[f.name] = pa.array(keys, pa.uint64(), mask=None if present.all() else ~present)
         out = pa.table(columns)
-        out = out.filter(pa.array(keep)) if not keep.all() else out
-        return Staged(out, None if counted is None else Tally.of(out, counted, standardized))
+        if not keep.all():
+            out = out.filter(pa.array(keep))
+            entries = {name: (k, p, rows[keep]) for name, (k, p, rows) in entries.items()}
+        return Staged(out, None if counted is None else Tally.of(out, counted, standardized, entries))
 
     return stage
 

@@ -180,16 +180,20 @@ def _remove_lines(lines: np.ndarray, removed: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class CsvFormat:
     """A delimited file: ``names`` in file order; ``types`` maps the columns parsed as ``int``/``float``
-    (others stay ``binary``: categorical values are keyed from their bytes)."""
+    (others stay ``binary``: categorical values are keyed from their bytes); the ``dictionary`` columns are
+    read dictionary-encoded (each distinct value of a block keyed once)."""
 
     names: tuple[str, ...]
     types: dict = field(default_factory=dict)
     delimiter: str = ","
     quote_char: str | bool = False
+    dictionary: tuple[str, ...] = ()
 
     def arrow_types(self, typed: bool = True) -> dict[str, pa.DataType]:
         kinds = {"int": pa.int64(), "float": pa.float64()}
-        return {n: kinds[self.types[n]] if typed and n in self.types else pa.binary() for n in self.names}
+        untyped = {n: pa.dictionary(pa.int32(), pa.binary()) if n in self.dictionary else pa.binary()
+                   for n in self.names}
+        return {n: kinds[self.types[n]] if typed and n in self.types else untyped[n] for n in self.names}
 
 
 def _read_csv(data: bytes, fmt: CsvFormat, typed: bool, handle_invalid: bool = True) -> tuple[pa.Table, list[int]]:
@@ -277,6 +281,10 @@ def utf8_ok(array, lines: np.ndarray, path: str, column: str, bad: BadInput,
     """Bool [N]: the value is valid UTF-8; the others (among ``keep``) are reported as bad encodings.
 
     Arrow validates the whole column at once; only a column that fails is checked value by value."""
+    if isinstance(array, pa.ChunkedArray) and pa.types.is_dictionary(array.type):
+        array = pa.chunked_array([chunk.dictionary_decode() for chunk in array.chunks], array.type.value_type)
+    elif pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
     try:
         array.cast(pa.string())
         return np.ones(len(array), dtype=bool)

@@ -100,7 +100,7 @@ class KeyCounter:
         self.add_counts(counted.field("values"), counted.field("counts"))
 
     def add_counts(self, keys, counts) -> None:
-        """Add ``counts[i]`` to key ``keys[i]`` (distinct keys; a negative count takes rows back)."""
+        """Add ``counts[i]`` to key ``keys[i]`` (a negative count takes rows back)."""
         if not len(keys):
             return
         self._parts.append(pa.table({"key": pa.array(keys, pa.uint64()), "count": pa.array(counts, pa.int64())}))
@@ -140,7 +140,7 @@ class KeyCounter:
     def finish(self, min_count: int) -> tuple[np.ndarray, np.ndarray, int]:
         """``(kept keys sorted, their counts, number of distinct keys seen)``."""
         if not self.spilled:
-            pieces = [self._merged()]
+            pieces = [_sum_counts(self._parts, always=True)]  # one row per key even if a part repeats keys
         else:
             self._spill(self._merged())
             pieces = []
