@@ -182,7 +182,7 @@ def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: 
             if pa.types.is_dictionary(column.type):
                 keys, present, wrong, rows = dictionary_keys(column, f.key)
                 entries[f.name] = (keys, present, rows)
-                keys, present, wrong = keys[rows], present[rows], wrong[rows]
+                keys, present, wrong = keys[rows], _gathered(present, rows), _gathered(wrong, rows)
             else:
                 keys, present, wrong = keys_of(column, f.key)
             bad.report(block.path, lines[wrong & keep], f"not a valid {f.key} value", column=f.source)
@@ -195,6 +195,13 @@ def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: 
         return Staged(out, None if counted is None else Tally.of(out, counted, standardized, entries))
 
     return stage
+
+
+def _gathered(flags: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``flags[rows]``, without the gather when every flag is the same."""
+    if flags.all() or not flags.any():
+        return np.full(len(rows), bool(flags[0]) if len(flags) else False)
+    return flags[rows]
 
 
 @dataclass
