@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
@@ -164,14 +165,27 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 2) -> I
 
 def _empty_lines(data: bytes) -> np.ndarray:
     """1-based numbers of the empty lines of ``data`` (which ends with a newline)."""
-    if not (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
-        return np.zeros(0, dtype=np.int64)  # a substring search instead of a pass over every line
     codes = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(codes == 10)
     starts = np.concatenate(([0], ends[:-1] + 1))
     length = ends - starts
     length -= (length > 0) & (codes[np.maximum(ends - 1, 0)] == 13)
     return np.flatnonzero(length == 0) + 1
+
+
+def _may_have_empty_lines(table: pa.Table) -> bool:
+    """False when no row can come from an empty line (which Arrow reads as a row whose first value is
+    null, or empty bytes): saves scanning the block's lines."""
+    if not table.num_columns:
+        return True
+    first = table.column(0)
+    if first.null_count:
+        return True
+    if pa.types.is_integer(first.type) or pa.types.is_floating(first.type):
+        return False
+    if pa.types.is_binary(first.type) or pa.types.is_string(first.type):
+        return bool(pc.any(pc.equal(pc.binary_length(first), 0)).as_py())
+    return True
 
 
 def _remove_lines(lines: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -241,7 +255,7 @@ def parse_csv(block: Block, fmt: CsvFormat, bad: BadInput) -> tuple[pa.Table, np
         bad_lines = np.asarray(invalid, dtype=np.int64)
         bad.report(block.path, block.first_line - 1 + bad_lines, f"wrong number of fields (expected {len(fmt.names)})")
         lines = _remove_lines(lines, bad_lines)
-    empty = _empty_lines(block.data)
+    empty = _empty_lines(block.data) if _may_have_empty_lines(table) else np.zeros(0, dtype=np.int64)
     if empty.size:
         bad.report(block.path, block.first_line - 1 + empty, "empty line")
         keep = ~np.isin(lines, empty)
@@ -254,8 +268,6 @@ def parse_csv(block: Block, fmt: CsvFormat, bad: BadInput) -> tuple[pa.Table, np
 def _convert_checked(table: pa.Table, lines: np.ndarray, block: Block, fmt: CsvFormat,
                      bad: BadInput) -> tuple[pa.Table, np.ndarray]:
     """Cast the typed columns of an all-bytes table, dropping (and reporting) lines that do not parse."""
-    import pyarrow.compute as pc
-
     keep = np.ones(table.num_rows, dtype=bool)
     for name, kind in fmt.types.items():
         text = table.column(name).cast(pa.string(), safe=False)
