@@ -64,7 +64,8 @@ class Settings:
 
 
 class SpillFile:
-    """Record batches appended to one Arrow IPC file on disk, read back in order (all, or chosen ones)."""
+    """Record batches appended to one Arrow IPC stream on disk (dictionaries may change from batch to batch),
+    read back in order: all, or chosen ones."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -75,7 +76,7 @@ class SpillFile:
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pa.ipc.new_file(str(self.path), table.schema)
+            self._writer = pa.ipc.new_stream(str(self.path), table.schema)
         for batch in table.to_batches() if isinstance(table, pa.Table) else [table]:
             self._writer.write_batch(batch)
             self.batch_rows.append(batch.num_rows)
@@ -87,13 +88,14 @@ class SpillFile:
             self._writer = None
 
     def batches(self, indices: list[int] | None = None) -> Iterator[pa.RecordBatch]:
-        """Every batch in order, or those of ``indices`` (each read from disk on its own)."""
+        """Every batch in order, or those of ``indices`` (ascending; the others are read past)."""
         if not self.path.exists():
             return
+        wanted = None if indices is None else set(indices)
         with pa.OSFile(str(self.path), "rb") as source:
-            reader = pa.ipc.open_file(source)
-            for i in range(reader.num_record_batches) if indices is None else indices:
-                yield reader.get_batch(i)
+            for i, batch in enumerate(pa.ipc.open_stream(source)):
+                if wanted is None or i in wanted:
+                    yield batch
 
     def read_all(self) -> pa.Table | None:
         batches = list(self.batches())

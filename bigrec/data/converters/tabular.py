@@ -119,26 +119,45 @@ class Tally:
     moments: dict[str, RunningMoments] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, table: pa.Table, counted: list[str], standardized: list[str],
-           entries: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> "Tally":
-        """The tally of ``table``; ``entries`` (name -> dictionary keys, present, each row's entry), where
-        given, counts rows per dictionary entry instead of hashing every key."""
+    def of(cls, table: pa.Table, counted: list[str], standardized: list[str]) -> "Tally":
+        """The tally of spill rows: keys counted per dictionary entry (``np.bincount``), not per row."""
         tally = cls()
         for name in counted:
-            if entries and name in entries:
-                keys, present, rows = entries[name]
-                counts = np.bincount(rows, minlength=len(keys))
-                kept = present & (counts > 0)
-                tally.counts[name] = (keys[kept], counts[kept])
-                continue
-            column = table.column(name)
-            counted_values = pc.value_counts(column.drop_null() if column.null_count else column)
-            tally.counts[name] = (counted_values.field("values").to_numpy(zero_copy_only=False),
-                                  counted_values.field("counts").to_numpy(zero_copy_only=False))
+            keys, present, rows = entries_of(table.column(name))
+            counts = np.bincount(rows, minlength=len(keys))
+            kept = present & (counts > 0)
+            tally.counts[name] = (keys[kept], counts[kept])
         for name in standardized:
             tally.moments[name] = RunningMoments()
             tally.moments[name].add(table.column(name).to_numpy())
         return tally
+
+
+def entries_of(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(keys uint64 [D], present bool [D], entry int [N])`` of a spill key column: a dictionary of keys
+    (a null entry = missing) and each row's entry."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    dictionary = column.dictionary
+    present = (np.ones(len(dictionary), dtype=bool) if not dictionary.null_count
+               else dictionary.is_valid().to_numpy(zero_copy_only=False))
+    return dictionary.fill_null(0).to_numpy(), present, column.indices.to_numpy()
+
+
+def _key_column(column: pa.Array | pa.ChunkedArray, kind: str) -> tuple[pa.DictionaryArray, np.ndarray]:
+    """``(spill column, bad bool [N])`` of a raw categorical column: its keys dictionary-encoded (a raw
+    column read dictionary-encoded is keyed once per distinct value)."""
+    if pa.types.is_dictionary(column.type):
+        keys, present, wrong, rows = dictionary_keys(column, kind)
+        wrong = _gathered(wrong, rows)
+    else:
+        raw_keys, raw_present, wrong = keys_of(column, kind)
+        encoded = pc.dictionary_encode(pa.array(raw_keys, pa.uint64(), mask=None if raw_present.all() else ~raw_present))
+        keys = np.append(encoded.dictionary.to_numpy(zero_copy_only=False), np.uint64(0))
+        present = np.append(np.ones(len(encoded.dictionary), dtype=bool), False)
+        rows = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+    dictionary = pa.array(keys, pa.uint64(), mask=None if present.all() else ~present)
+    return pa.DictionaryArray.from_arrays(pa.array(rows.astype(np.int32, copy=False)), dictionary), wrong
 
 
 @dataclass
@@ -155,7 +174,8 @@ class Staged:
 
 def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: list[str] | None):
     """Block -> spill rows: labels (float32, 0/1), dense values prepared (filled, clipped, logged: float32, or
-    float64 when standardised later), keys (uint64, null = missing); tallied unless ``counted`` is None."""
+    float64 when standardised later), keys (dictionary-encoded uint64, a null entry = missing); tallied unless
+    ``counted`` is None."""
     standardized = [f.name for f in source.of_kind("dense") if options.dense(f.name).standardized]
 
     def stage(block: Block) -> Staged:
@@ -174,25 +194,17 @@ def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: 
             raw = table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64)
             values = options.dense(f.name).prepare(raw)
             columns[f.name] = pa.array(values if f.name in standardized else values.astype(np.float32))
-        entries = {}  # dictionary-encoded columns: (keys, present, entry of each row)
         for f in source.of_kind("sparse"):
             column = table.column(f.source)
             if f.key == "str":
                 keep &= utf8_ok(column, lines, block.path, f.source, bad, keep)
-            if pa.types.is_dictionary(column.type):
-                keys, present, wrong, rows = dictionary_keys(column, f.key)
-                entries[f.name] = (keys, present, rows)
-                keys, present, wrong = keys[rows], _gathered(present, rows), _gathered(wrong, rows)
-            else:
-                keys, present, wrong = keys_of(column, f.key)
+            columns[f.name], wrong = _key_column(column, f.key)
             bad.report(block.path, lines[wrong & keep], f"not a valid {f.key} value", column=f.source)
             keep &= ~wrong
-            columns[f.name] = pa.array(keys, pa.uint64(), mask=None if present.all() else ~present)
         out = pa.table(columns)
         if not keep.all():
             out = out.filter(pa.array(keep))
-            entries = {name: (k, p, rows[keep]) for name, (k, p, rows) in entries.items()}
-        return Staged(out, None if counted is None else Tally.of(out, counted, standardized, entries))
+        return Staged(out, None if counted is None else Tally.of(out, counted, standardized))
 
     return stage
 
@@ -309,11 +321,9 @@ def convert_tabular(source: TabularSource, settings: Settings, options: PrepOpti
                     standardized = (values.to_numpy() - moments[f.name].mean) / (moments[f.name].std or 1.0)
                     values = pa.array(standardized.astype(np.float32))
                 columns[f.name] = values
-            for f in sparse:
-                column = batch.column(f.name)
-                present = column.is_valid().to_numpy(zero_copy_only=False)
-                ids, _ = vocabs[f.name].encode(column.fill_null(0).to_numpy(), present)
-                columns[f.name] = pa.array(ids)
+            for f in sparse:  # each dictionary entry looked up once
+                keys, present, rows = entries_of(batch.column(f.name))
+                columns[f.name] = pa.array(vocabs[f.name].encode(keys, present)[0][rows])
             for f in labels:
                 columns[f.name] = batch.column(f.name)
             return pa.table([columns[n] for n in names], names=names), batch_codes
