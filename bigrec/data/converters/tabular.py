@@ -39,7 +39,8 @@ from bigrec.data.converters.common import Settings, SpillFile, finish
 from bigrec.data.converters.keys import dictionary_keys, keys_of
 from bigrec.data.converters.options import PrepOptions, RunningMoments
 from bigrec.data.converters.output import OutputDir, Stats, open_split_writers
-from bigrec.data.converters.textio import Block, CsvFormat, Progress, ordered_map, parse_csv, staged_blocks, utf8_ok
+from bigrec.data.converters.textio import (Block, CsvFormat, InOrder, Progress, ordered_map, parse_csv, staged_blocks,
+                                          utf8_ok)
 from bigrec.data.converters.vocab import KeyCounter, Vocabulary, check_vocab_memory
 from bigrec.data.parquet_io import SPLITS
 from bigrec.errors import DataError
@@ -328,16 +329,21 @@ def convert_tabular(source: TabularSource, settings: Settings, options: PrepOpti
                 columns[f.name] = batch.column(f.name)
             return pa.table([columns[n] for n in names], names=names), batch_codes
 
+        def write(table: pa.Table, batch_codes: np.ndarray) -> None:
+            for index, split in enumerate(SPLITS):
+                rows = batch_codes == index
+                if rows.all():
+                    writers[split].write(table)
+                elif rows.any():
+                    writers[split].write(table.filter(pa.array(rows)))
+
+        writer = InOrder()  # statistics and Parquet on a thread of their own, behind the encoding threads
         try:
             for table, batch_codes in ordered_map(encode, zip(spill.batches(), codes), settings.workers):
-                for index, split in enumerate(SPLITS):
-                    rows = batch_codes == index
-                    if rows.all():
-                        writers[split].write(table)
-                    elif rows.any():
-                        writers[split].write(table.filter(pa.array(rows)))
+                writer.submit(write, table, batch_codes)
                 progress.update(table.num_rows, table.num_rows)
         finally:
+            writer.close()
             progress.close()
         for writer in writers.values():
             writer.close()

@@ -130,7 +130,8 @@ def text_blocks(path: Path, block_bytes: int, skip_lines: int = 0) -> Iterator[B
             if cut < 0:
                 rest += chunk
                 continue
-            data = rest + chunk[:cut + 1] if rest else chunk[:cut + 1]  # one copy of the block at most
+            # one copy of the block at most (none when the read ends at a line end)
+            data = chunk if not rest and cut == len(chunk) - 1 else b"".join((rest, memoryview(chunk)[:cut + 1]))
             rest = chunk[cut + 1:]
             while skip_lines and data:
                 head, _, data = data.partition(b"\n")
@@ -161,6 +162,30 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 2) -> I
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+class InOrder:
+    """Runs calls one at a time, in order, on a thread of its own (a writer behind the caller), with at most
+    ``depth`` waiting, so memory stays bounded; an error is raised by a later :meth:`submit` or by
+    :meth:`close`."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(1)
+        self._pending: deque = deque()
+        self.depth = depth
+
+    def submit(self, fn: Callable, *args) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+        while len(self._pending) > self.depth:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Wait for every call (raising the first error)."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _empty_lines(data: bytes) -> np.ndarray:
