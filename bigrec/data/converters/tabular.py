@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -264,26 +264,24 @@ def _add_tally(parsed: Pass1, tally: Tally, sign: int) -> None:
             parsed.moments[name].remove(moment)
 
 
-def _batch_codes(source: TabularSource, parsed: Pass1, rows: list[int]) -> list[np.ndarray]:
-    """The split code of every row of every spill batch (batches hold rows in file order)."""
+def _batch_codes(source: TabularSource, parsed: Pass1, rows: list[int]) -> Iterator[np.ndarray]:
+    """The split code of every row of every spill batch, batch by batch (batches hold rows in file order)."""
     seen = np.zeros(len(parsed.rows_per_file), dtype=np.int64)
-    codes = []
     for f, n in zip(parsed.batch_files, rows):
         ordinals = seen[f] + np.arange(n, dtype=np.int64)
         seen[f] += n
-        codes.append(source.split.codes(np.full(n, f, dtype=np.int64), ordinals, parsed.rows_per_file))
-    return codes
+        yield source.split.codes(np.full(n, f, dtype=np.int64), ordinals, parsed.rows_per_file)
 
 
-def _untally_held_out(source: TabularSource, spill: SpillFile, parsed: Pass1, codes: list[np.ndarray]) -> None:
+def _untally_held_out(source: TabularSource, spill: SpillFile, parsed: Pass1) -> None:
     """Pass 2: take back from the tallies the rows pass 1 counted that turned out valid or test (read from the
-    spill: only the batches holding some, the tail of the data)."""
+    spill: only the batches holding some, the tail of the data, are counted)."""
     counted = [name for name in parsed.counters]
     standardized = list(parsed.moments)
-    wanted = [i for i, (f, c) in enumerate(zip(parsed.batch_files, codes))
-              if source.split.may_train(f, len(source.files)) and c.any()]
-    for i, batch in zip(wanted, spill.batches(wanted)):
-        held_out = pa.Table.from_batches([batch]).filter(pa.array(codes[i] != 0))
+    wanted = {i: codes for i, codes in enumerate(_batch_codes(source, parsed, spill.batch_rows))
+              if source.split.may_train(parsed.batch_files[i], len(source.files)) and codes.any()}
+    for i, batch in zip(sorted(wanted), spill.batches(sorted(wanted))):
+        held_out = pa.Table.from_batches([batch]).filter(pa.array(wanted[i] != 0))
         _add_tally(parsed, Tally.of(held_out, counted, standardized), sign=-1)
 
 
@@ -298,8 +296,7 @@ def convert_tabular(source: TabularSource, settings: Settings, options: PrepOpti
         moments = {f.name: RunningMoments() for f in dense if options.dense(f.name).standardized}
         parsed = _parse_all(source, settings, options, bad, spill, counters, moments)
         rows_per_file = parsed.rows_per_file
-        codes = _batch_codes(source, parsed, spill.batch_rows)
-        _untally_held_out(source, spill, parsed, codes)
+        _untally_held_out(source, spill, parsed)
         vocabs = {f.name: Vocabulary.build(f.name, f.key, options.vocab(f.name), counters.get(f.name), complete=False)
                   for f in sparse}
         check_vocab_memory(list(vocabs.values()), settings.cap_bytes)
@@ -339,7 +336,8 @@ def convert_tabular(source: TabularSource, settings: Settings, options: PrepOpti
 
         writer = InOrder()  # statistics and Parquet on a thread of their own, behind the encoding threads
         try:
-            for table, batch_codes in ordered_map(encode, zip(spill.batches(), codes), settings.workers):
+            for table, batch_codes in ordered_map(encode, zip(spill.batches(), _batch_codes(source, parsed, spill.batch_rows)),
+                                                     settings.workers):
                 writer.submit(write, table, batch_codes)
                 progress.update(table.num_rows, table.num_rows)
         finally:
