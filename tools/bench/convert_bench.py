@@ -6,9 +6,10 @@ Generates Kaggle-layout ``train.txt`` files (label, 13 integers with missing and
 negative values, 26 hex columns with Zipf-distributed values from vocabularies
 of 10 to 1,000,000 values), then for each size runs, each in a fresh process:
 
-* ``pyarrow.csv.open_csv`` streaming the same file alone (the same column types:
-  14 int64, 26 binary), the baseline;
-* ``bigrec data criteo`` (parse, count, encode, write; ``--memory-mb`` cap).
+* ``pyarrow.csv.open_csv`` streaming the same file alone (14 int64 and 26 binary
+  columns, 16 MiB blocks, ``use_threads=True``), the baseline;
+* ``bigrec data criteo`` (parse, count, encode, write; ``--memory-mb`` cap,
+  ``--workers`` threads, its default 2).
 
 and prints rows/s (wall clock), CPU seconds per million rows (user + system: the
 figure that survives a shared machine), the ratios to the baseline, the peak RSS
