@@ -7,7 +7,7 @@ import importlib
 from pathlib import Path
 
 from bigrec.data.converters.badinput import BadInput
-from bigrec.data.converters.common import Settings, print_summary
+from bigrec.data.converters.common import Settings, fix_heap_growth, print_summary
 
 PARQUET_CODECS = ("snappy", "zstd", "lz4", "gzip", "none")
 # name -> (module, one-line help)
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"bigrec.data.converters.{CONVERTERS[args.converter][0]}")
     settings = settings_from(args)
     bad = BadInput(strict=settings.strict)
+    fix_heap_growth()
     results = module.convert(settings, args, bad)
     print_summary(args.converter, settings.output, results, bad)
     return 0
@@ -84,6 +85,7 @@ def run_movielens_large(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     bad = BadInput(strict=settings.strict)
+    fix_heap_growth()
     results = convert_movielens(settings, args.history_len, bad)
     print_summary("movielens", settings.output, results, bad)
     return 0

@@ -63,6 +63,22 @@ class Settings:
         return int(min(1024, 1 << max(0, int(np.ceil(np.log2(max(needed, 1)))))))
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def fix_heap_growth(threshold: int = MiB) -> None:
+    """Have glibc serve every allocation of ``threshold`` bytes or more (NumPy's arrays of a block) by ``mmap``,
+    returned to the system when freed. Left alone, glibc raises that threshold each time such a block is freed,
+    and from then on keeps the freed blocks in its heaps: a converter's RSS then grows with the input (measured:
+    +190 MiB from 1M to 10M Criteo lines) although what it holds does not. Process-wide; a no-op without glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, int(threshold))
+    except (AttributeError, OSError, TypeError):
+        pass
+
+
 class SpillFile:
     """Record batches appended to one Arrow IPC stream on disk (dictionaries may change from batch to batch),
     read back in order: all, or chosen ones."""
