@@ -70,7 +70,7 @@ def fix_heap_growth(threshold: int = MiB) -> None:
     """Have glibc serve every allocation of ``threshold`` bytes or more (NumPy's arrays of a block) by ``mmap``,
     returned to the system when freed. Left alone, glibc raises that threshold each time such a block is freed,
     and from then on keeps the freed blocks in its heaps: a converter's RSS then grows with the input (measured:
-    +190 MiB from 1M to 10M Criteo lines) although what it holds does not. Process-wide; a no-op without glibc."""
+    +174 MiB from 1M to 10M Criteo lines) although what it holds does not. Process-wide; a no-op without glibc."""
     import ctypes
 
     try:
