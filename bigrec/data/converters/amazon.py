@@ -76,7 +76,7 @@ def read_categories(path: Path, block_bytes: int, wanted: np.ndarray,
     keys, cats, names, index = [], [], [], {}
     for block in text_blocks(path, block_bytes):
         asins, found = [], []
-        for number, line in enumerate(block.data.split(b"\n")[:block.lines], start=block.first_line):
+        for number, line in enumerate(block.text.split(b"\n")[:block.lines], start=block.first_line):
             if not line.strip():
                 continue
             try:

@@ -57,7 +57,7 @@ def parse_ratings(layout: str):
 
     def parse(block: Block, bad: BadInput) -> tuple[pa.Table, np.ndarray]:
         if layout == "1m":
-            block = Block(block.path, block.first_line, block.data.replace(b"::", b"\t"), block.raw_bytes)
+            block = Block(block.path, block.first_line, block.text.replace(b"::", b"\t"), block.raw_bytes)
         table, lines = parse_csv(block, fmt, bad)
         missing = np.zeros(table.num_rows, dtype=bool)
         for name in RATING_NAMES:

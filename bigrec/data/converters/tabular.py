@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from bigrec.data.converters.badinput import BadInput
 from bigrec.data.converters.common import Settings, SpillFile, finish
-from bigrec.data.converters.keys import dictionary_keys, keys_of
+from bigrec.data.converters.keys import dictionary_keys
 from bigrec.data.converters.options import PrepOptions, RunningMoments
 from bigrec.data.converters.output import OutputDir, Stats, open_split_writers
 from bigrec.data.converters.textio import (Block, CsvFormat, InOrder, Progress, ordered_map, parse_csv, staged_blocks,
@@ -146,19 +146,12 @@ def entries_of(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
 
 
 def _key_column(column: pa.Array | pa.ChunkedArray, kind: str) -> tuple[pa.DictionaryArray, np.ndarray]:
-    """``(spill column, bad bool [N])`` of a raw categorical column: its keys dictionary-encoded (a raw
-    column read dictionary-encoded is keyed once per distinct value)."""
-    if pa.types.is_dictionary(column.type):
-        keys, present, wrong, rows = dictionary_keys(column, kind)
-        wrong = _gathered(wrong, rows)
-    else:
-        raw_keys, raw_present, wrong = keys_of(column, kind)
-        encoded = pc.dictionary_encode(pa.array(raw_keys, pa.uint64(), mask=None if raw_present.all() else ~raw_present))
-        keys = np.append(encoded.dictionary.to_numpy(zero_copy_only=False), np.uint64(0))
-        present = np.append(np.ones(len(encoded.dictionary), dtype=bool), False)
-        rows = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+    """``(spill column, bad bool [N])`` of a raw categorical column: its keys dictionary-encoded, the rule
+    applied once per distinct value (:func:`~bigrec.data.converters.keys.dictionary_keys`)."""
+    keys, present, wrong, rows = dictionary_keys(column, kind)
     dictionary = pa.array(keys, pa.uint64(), mask=None if present.all() else ~present)
-    return pa.DictionaryArray.from_arrays(pa.array(rows.astype(np.int32, copy=False)), dictionary), wrong
+    return pa.DictionaryArray.from_arrays(pa.array(rows.astype(np.int32, copy=False)), dictionary), \
+        _gathered(wrong, rows)
 
 
 @dataclass

@@ -81,12 +81,18 @@ class Block:
 
     path: str
     first_line: int
-    data: bytes
+    data: bytes | memoryview  # a view of the buffer read when nothing had to be joined (no copy)
     raw_bytes: int  # bytes of the (possibly compressed) file consumed for this block
-    lines: int = field(init=False)
+    lines: int = -1  # counted from data unless given
 
     def __post_init__(self) -> None:
-        self.lines = self.data.count(b"\n")
+        if self.lines < 0:
+            self.lines = self.text.count(b"\n")
+
+    @property
+    def text(self) -> bytes:
+        """The block as ``bytes`` (a copy when it is a view)."""
+        return self.data if isinstance(self.data, bytes) else bytes(self.data)
 
     def empty_lines(self) -> np.ndarray:
         """1-based numbers (within the block) of its empty lines."""
@@ -116,29 +122,44 @@ def read_header(path: Path) -> str:
 
 
 def text_blocks(path: Path, block_bytes: int, skip_lines: int = 0) -> Iterator[Block]:
-    """Newline-aligned blocks of ``path``; the first ``skip_lines`` lines (a header) are left out."""
+    """Newline-aligned blocks of ``path``; the first ``skip_lines`` lines (a header) are left out.
+
+    An uncompressed file is read back from the end of each block's last line: a block is then a view of one
+    read, never a copy joined from two."""
     raw, stream = open_text(path)
+    seekable = stream is raw
     try:
         rest = b""
         line = 1
         consumed = 0
         while True:
-            chunk = stream.read(block_bytes)
+            # blocks end at the last line end before each multiple of block_bytes, seeking or not
+            chunk = stream.read(block_bytes + (-raw.tell() % block_bytes) if seekable else block_bytes)
             if not chunk:
                 break
             cut = chunk.rfind(b"\n")
             if cut < 0:
                 rest += chunk
                 continue
-            # one copy of the block at most (none when the read ends at a line end)
-            data = chunk if not rest and cut == len(chunk) - 1 else b"".join((rest, memoryview(chunk)[:cut + 1]))
-            rest = chunk[cut + 1:]
+            lines = -1
+            if rest:
+                data = b"".join((rest, memoryview(chunk)[:cut + 1]))
+            else:
+                data = chunk if cut == len(chunk) - 1 else memoryview(chunk)[:cut + 1]
+                lines = chunk.count(b"\n", 0, cut + 1)
+            if seekable and cut < len(chunk) - 1:
+                raw.seek(raw.tell() - (len(chunk) - cut - 1))
+                rest = b""
+            else:
+                rest = chunk[cut + 1:]
+            if skip_lines:
+                data, lines = bytes(data), -1
             while skip_lines and data:
                 head, _, data = data.partition(b"\n")
                 skip_lines -= 1
                 line += 1
             position = raw.tell()
-            block = Block(str(path), line, data, position - consumed)
+            block = Block(str(path), line, data, position - consumed, lines)
             consumed = position
             line += block.lines
             if block.lines:
@@ -359,7 +380,7 @@ def parse_json_lines(block: Block, schema: pa.Schema, bad: BadInput) -> tuple[pa
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     rows, kept = [], []
-    for number, text in enumerate(block.data.split(b"\n")[:block.lines], start=1):
+    for number, text in enumerate(block.text.split(b"\n")[:block.lines], start=1):
         if not text.strip():
             continue
         problem = None
