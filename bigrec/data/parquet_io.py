@@ -99,12 +99,13 @@ class ChunkedParquetWriter:
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema, row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
-                 compression: str = "snappy") -> None:
+                 compression: str = "snappy", write_statistics: bool = True) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(self.path.name + ".tmp")
         self.row_group_size = _check_row_group_size(row_group_size)
-        self._writer = pq.ParquetWriter(self._tmp, schema, compression=compression)
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression=compression,
+                                        write_statistics=write_statistics)
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:

@@ -115,7 +115,9 @@ class SplitWriter:
         if self._writer is None or self._file_rows >= self.rows_per_file:
             self._close_file()
             path = self.directory / f"part-{self.files:05d}.parquet"
-            self._writer = ChunkedParquetWriter(path, self._schema, self.row_group_size, self.compression)
+            # no min/max statistics: nothing filters row groups by them, and they cost a tenth of the writing
+            self._writer = ChunkedParquetWriter(path, self._schema, self.row_group_size, self.compression,
+                                                write_statistics=False)
             self.files += 1
         self._writer.write(table.combine_chunks())
         self._file_rows += table.num_rows

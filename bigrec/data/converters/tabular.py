@@ -120,11 +120,13 @@ class Tally:
     moments: dict[str, RunningMoments] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, table: pa.Table, counted: list[str], standardized: list[str]) -> "Tally":
-        """The tally of spill rows: keys counted per dictionary entry (``np.bincount``), not per row."""
+    def of(cls, table: pa.Table, counted: list[str], standardized: list[str],
+           entries: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> "Tally":
+        """The tally of spill rows: keys counted per dictionary entry (``np.bincount``), not per row.
+        ``entries``: the key columns' :func:`entries_of` when already at hand."""
         tally = cls()
         for name in counted:
-            keys, present, rows = entries_of(table.column(name))
+            keys, present, rows = entries[name] if entries is not None else entries_of(table.column(name))
             counts = np.bincount(rows, minlength=len(keys))
             kept = present & (counts > 0)
             tally.counts[name] = (keys[kept], counts[kept])
@@ -145,13 +147,15 @@ def entries_of(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
     return dictionary.fill_null(0).to_numpy(), present, column.indices.to_numpy()
 
 
-def _key_column(column: pa.Array | pa.ChunkedArray, kind: str) -> tuple[pa.DictionaryArray, np.ndarray]:
-    """``(spill column, bad bool [N])`` of a raw categorical column: its keys dictionary-encoded, the rule
-    applied once per distinct value (:func:`~bigrec.data.converters.keys.dictionary_keys`)."""
+def _key_column(column: pa.Array | pa.ChunkedArray,
+                kind: str) -> tuple[pa.DictionaryArray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(spill column, bad bool [N], its entries)`` of a raw categorical column: its keys dictionary-encoded,
+    the rule applied once per distinct value (:func:`~bigrec.data.converters.keys.dictionary_keys`), and the
+    column's :func:`entries_of`."""
     keys, present, wrong, rows = dictionary_keys(column, kind)
     dictionary = pa.array(keys, pa.uint64(), mask=None if present.all() else ~present)
-    return pa.DictionaryArray.from_arrays(pa.array(rows.astype(np.int32, copy=False)), dictionary), \
-        _gathered(wrong, rows)
+    spilled = pa.DictionaryArray.from_arrays(pa.array(rows.astype(np.int32, copy=False)), dictionary)
+    return spilled, _gathered(wrong, rows), (keys, present, rows)
 
 
 @dataclass
@@ -178,6 +182,7 @@ def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: 
             table, lines = source.derive(table, lines, block.path, bad)
         keep = np.ones(table.num_rows, dtype=bool)
         columns: dict[str, pa.Array] = {}
+        entries = {}
         for f in source.of_kind("label"):
             values = table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64)
             wrong = ~np.isin(values, (0.0, 1.0))  # NaN (missing) included
@@ -192,13 +197,13 @@ def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: 
             column = table.column(f.source)
             if f.key == "str":
                 keep &= utf8_ok(column, lines, block.path, f.source, bad, keep)
-            columns[f.name], wrong = _key_column(column, f.key)
+            columns[f.name], wrong, entries[f.name] = _key_column(column, f.key)
             bad.report(block.path, lines[wrong & keep], f"not a valid {f.key} value", column=f.source)
             keep &= ~wrong
         out = pa.table(columns)
         if not keep.all():
-            out = out.filter(pa.array(keep))
-        return Staged(out, None if counted is None else Tally.of(out, counted, standardized))
+            out, entries = out.filter(pa.array(keep)), None
+        return Staged(out, None if counted is None else Tally.of(out, counted, standardized, entries))
 
     return stage
 
