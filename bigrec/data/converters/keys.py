@@ -208,10 +208,9 @@ def _word_encoded(array: pa.Array) -> pa.DictionaryArray | None:
     _, offsets, data = array.buffers()
     offsets = np.frombuffer(offsets, dtype=np.int32, count=len(array) + 1, offset=array.offset * 4)
     lengths = np.diff(offsets)
-    filled = lengths != 0
-    if not ((lengths == 8) | ~filled).all():
+    if (lengths & ~8).any():  # (lengths are never negative)
         return None
-    first, count = int(offsets[0]), int(np.count_nonzero(filled))
+    first, count = int(offsets[0]), (int(offsets[-1]) - int(offsets[0])) // 8
     values = np.frombuffer(data, dtype=np.uint8)[first:first + 8 * count].view("<u8") if count else \
         np.zeros(0, dtype=np.uint64)
     if not values.all():  # eight NUL bytes would read as the empty value's word 0
@@ -220,7 +219,7 @@ def _word_encoded(array: pa.Array) -> pa.DictionaryArray | None:
         words = values
     else:
         words = np.zeros(len(array), dtype=np.uint64)
-        words[filled] = values
+        words[lengths.astype(bool)] = values
     encoded = pc.dictionary_encode(pa.array(words, pa.uint64()))
     distinct = encoded.dictionary.to_numpy()
     sizes = np.where(distinct != 0, 8, 0).astype(np.int32)
