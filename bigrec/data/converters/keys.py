@@ -199,45 +199,11 @@ def int_keys(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 KEY_FUNCTIONS = {"int": int_keys, "hex": hex_keys, "str": str_keys}
 
 
-def _word_encoded(array: pa.Array) -> pa.DictionaryArray | None:
-    """``array`` (binary, no nulls) dictionary-encoded through its values read as ``uint64`` words, when every
-    value is empty or exactly 8 bytes (Criteo's hex values): hashing one word per row costs about half of
-    hashing its bytes. Else None."""
-    if array.null_count or not len(array):
-        return None
-    _, offsets, data = array.buffers()
-    offsets = np.frombuffer(offsets, dtype=np.int32, count=len(array) + 1, offset=array.offset * 4)
-    lengths = np.diff(offsets)
-    if (lengths & ~8).any():  # (lengths are never negative)
-        return None
-    first, count = int(offsets[0]), (int(offsets[-1]) - int(offsets[0])) // 8
-    values = np.frombuffer(data, dtype=np.uint8)[first:first + 8 * count].view("<u8") if count else \
-        np.zeros(0, dtype=np.uint64)
-    if not values.all():  # eight NUL bytes would read as the empty value's word 0
-        return None
-    if count == len(array):
-        words = values
-    else:
-        words = np.zeros(len(array), dtype=np.uint64)
-        words[lengths.astype(bool)] = values
-    encoded = pc.dictionary_encode(pa.array(words, pa.uint64()))
-    distinct = encoded.dictionary.to_numpy()
-    sizes = np.where(distinct != 0, 8, 0).astype(np.int32)
-    text = pa.Array.from_buffers(pa.binary(), len(distinct),
-                                 [None, pa.py_buffer(np.concatenate(([0], np.cumsum(sizes))).astype(np.int32)),
-                                  pa.py_buffer(distinct[distinct != 0].astype("<u8").tobytes())])
-    return pa.DictionaryArray.from_arrays(encoded.indices, text)
-
-
 def dictionary_keys(array, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(keys [D+1], present [D+1], bad [D+1], indices int [N])`` of an array, dictionary-encoded unless it
-    is: the rule applied once per distinct value (entry D stands for a null), and each row's entry."""
+    """``(keys [D+1], present [D+1], bad [D+1], indices int [N])`` of a dictionary-encoded array: the rule
+    applied once per distinct value (entry D stands for a null), and each row's entry."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
-    if not pa.types.is_dictionary(array.type):
-        binary = _as_binary(array) if not pa.types.is_integer(array.type) else None
-        encoded = _word_encoded(binary) if binary is not None else None
-        array = encoded if encoded is not None else pc.dictionary_encode(array)
     keys, present, bad = KEY_FUNCTIONS[kind](array.dictionary)
     missing = len(array.dictionary)
     indices = array.indices.fill_null(missing) if array.null_count else array.indices

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from bigrec.data.converters.badinput import BadInput
 from bigrec.data.converters.common import Settings, SpillFile, finish
-from bigrec.data.converters.keys import dictionary_keys
+from bigrec.data.converters.keys import dictionary_keys, keys_of
 from bigrec.data.converters.options import PrepOptions, RunningMoments
 from bigrec.data.converters.output import OutputDir, Stats, open_split_writers
 from bigrec.data.converters.textio import (Block, CsvFormat, InOrder, Progress, ordered_map, parse_csv, staged_blocks,
@@ -149,13 +149,21 @@ def entries_of(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
 
 def _key_column(column: pa.Array | pa.ChunkedArray,
                 kind: str) -> tuple[pa.DictionaryArray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(spill column, bad bool [N], its entries)`` of a raw categorical column: its keys dictionary-encoded,
-    the rule applied once per distinct value (:func:`~bigrec.data.converters.keys.dictionary_keys`), and the
-    column's :func:`entries_of`."""
-    keys, present, wrong, rows = dictionary_keys(column, kind)
+    """``(spill column, bad bool [N], its entries)`` of a raw categorical column: its keys dictionary-encoded
+    (a raw column read dictionary-encoded is keyed once per distinct value), and the column's
+    :func:`entries_of`, handed to the tally."""
+    if pa.types.is_dictionary(column.type):
+        keys, present, wrong, rows = dictionary_keys(column, kind)
+        wrong = _gathered(wrong, rows)
+    else:
+        raw_keys, raw_present, wrong = keys_of(column, kind)
+        encoded = pc.dictionary_encode(pa.array(raw_keys, pa.uint64(), mask=None if raw_present.all() else ~raw_present))
+        keys = np.append(encoded.dictionary.to_numpy(zero_copy_only=False), np.uint64(0))
+        present = np.append(np.ones(len(encoded.dictionary), dtype=bool), False)
+        rows = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
     dictionary = pa.array(keys, pa.uint64(), mask=None if present.all() else ~present)
     spilled = pa.DictionaryArray.from_arrays(pa.array(rows.astype(np.int32, copy=False)), dictionary)
-    return spilled, _gathered(wrong, rows), (keys, present, rows)
+    return spilled, wrong, (keys, present, rows)
 
 
 @dataclass
@@ -184,13 +192,13 @@ def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: 
         columns: dict[str, pa.Array] = {}
         entries = {}
         for f in source.of_kind("label"):
-            values = table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64)
+            values = table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
             wrong = ~np.isin(values, (0.0, 1.0))  # NaN (missing) included
             bad.report(block.path, lines[wrong & keep], "label is not 0 or 1", column=f.source)
             keep &= ~wrong
             columns[f.name] = pa.array(np.nan_to_num(values).astype(np.float32))
         for f in source.of_kind("dense"):
-            raw = table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64)
+            raw = table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
             values = options.dense(f.name).prepare(raw)
             columns[f.name] = pa.array(values if f.name in standardized else values.astype(np.float32))
         for f in source.of_kind("sparse"):
