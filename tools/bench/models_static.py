@@ -182,8 +182,9 @@ reaches DCN-V2's mean. Bridge `pointwise_addition` 0.8492, `concatenation` 0.849
 started at 0 0.8499, the deep blocks' output layer started at zero 0.8492, the paper's wiring (each
 depth reads only the regulated bridge output) 0.8467; DCN-V2 0.8526 ± 0.0004. With 4 epochs the
 two tie (EDCN 0.8519 ± 0.0007, DCN-V2 0.8522 ± 0.0016). Trained in-process, EDCN without its deep
-branch (cross layers only) matches DCN-V2 (0.8538 against 0.8533, 2 seeds) and with it trails
-(0.8522): the residual deep blocks (N -> units -> N at every depth, read by the head) are what
+branch (cross layers only) matches DCN-V2 (0.8538 against 0.8533, 2 seeds, Adam on every
+parameter), with the deep branch but without gates, shares and the bridge's head input it trails
+(0.8522), the full EDCN 0.8511: the residual deep blocks (N -> units -> N at every depth, read by the head) are what
 costs EDCN the difference on data whose only interaction is a polynomial the cross layers
 represent exactly.
 """
