@@ -78,6 +78,9 @@ def table(seeds: list[int], overrides: list[str], results: Path) -> str:
              "10% before it valid). Real trainer, 1 rank, one thread, `configs/ranking/<model>_ml100k.yaml` (5 epochs,",
              "early stopping on validation AUC, patience 2; test metrics of the best epoch), mean ± standard",
              f"deviation over seeds {', '.join(map(str, seeds))} (`trainer.seed`; the split is fixed).",
+             "Every config has DeepFM's data, batch (512), epochs and dense optimizer (Adam 0.001); AFM's embeddings "
+             "train at row-wise Adagrad 0.1 instead of 0.05 (without a deep part it was still improving at epoch 5; "
+             "see its config for what else was tried).",
              "Regenerate: `python tools/bench/ranking_ml100k.py` (`--models a,b` runs some; results are kept "
              "under `runs/ranking_ml100k/` and reused).", "",
              "| model | test AUC | test logloss | best epochs | seeds |", "|---|---|---|---|---|"]
