@@ -186,7 +186,8 @@ branch (cross layers only) matches DCN-V2 (0.8538 against 0.8533, 2 seeds, Adam 
 parameter), with the deep branch but without gates, shares and the bridge's head input it trails
 (0.8522), the full EDCN 0.8511: the residual deep blocks (N -> units -> N at every depth, read by the head) are what
 costs EDCN the difference on data whose only interaction is a polynomial the cross layers
-represent exactly.
+represent exactly. DCN-V2 given an MLP as deep as those blocks (`hidden_units` [16, 56, 16, 56])
+drops the same way, to 0.8505 ± 0.0007.
 """
 
 
