@@ -34,7 +34,12 @@ from models_recall import replace_section  # noqa: E402
 HEADING = "WideDeep / DCN / AFM / FiBiNET / EDCN"
 CONFIGS = ROOT / "configs/ranking"
 
-# (data set signal, row label, config, model section replacing the config's (None: as is))
+# The EDCN / DCN-V2 protocol: edcn_synthetic.yaml's budget (up to 6 epochs, early stopping on the
+# validation AUC with patience 2, the best epoch's model tested), given to DCN-V2 unchanged.
+EDCN_BUDGET = ("trainer.epochs=6", "trainer.early_stopping.patience=2")
+
+# (data set signal, row label, config, model section replacing the config's (None: as is)
+#  [, trainer overrides])
 SYNTHETIC_RUNS = [
     ("memorise", "WideDeep (`widedeep_synthetic.yaml`)", "widedeep", None),
     ("memorise", "deep part alone (`wide_features: []`)", "widedeep", {"wide_features": []}),
@@ -45,8 +50,15 @@ SYNTHETIC_RUNS = [
     ("cross", "plain MLP [20], the same size (`cross_num: 0`)", "dcn", {"cross_num": 0, "hidden_units": [20]}),
     ("cross", "DCN-V2, 2 matrix cross layers + MLP [16]", "dcn",
      {"name": "dcnv2", "cross_num": 2, "cross_parameterization": "matrix", "hidden_units": [16], "embedding_dim": 8}),
-    ("cross", "EDCN, 2 depths, FGU (`edcn_synthetic.yaml`)", "edcn", None),
-    ("cross", "EDCN, 2 depths, BGU", "edcn", {"gate_type": "BGU"}),
+    ("cross", "DCN-V2 as above, EDCN's budget (up to 6 epochs, patience 2)", "dcn",
+     {"name": "dcnv2", "cross_num": 2, "cross_parameterization": "matrix", "hidden_units": [16], "embedding_dim": 8},
+     EDCN_BUDGET),
+    ("cross", "EDCN, 2 depths, FGU, deep blocks [8] (`edcn_synthetic.yaml`: up to 6 epochs, patience 2)",
+     "edcn", None),
+    ("cross", "EDCN as above, BGU", "edcn", {"gate_type": "BGU"}),
+    ("cross", "EDCN as above, deep blocks [16]", "edcn", {"hidden_units": [16]}),
+    ("cross", "EDCN as above, the DCN rows' budget (2 epochs, patience 1)", "edcn", None,
+     ("trainer.epochs=2", "trainer.early_stopping.patience=1")),
     ("cross", "DeepFM, MLP [16]", "dcn", {"name": "deepfm", "hidden_units": [16], "embedding_dim": 8}),
     ("pair", "AFM (`afm_synthetic.yaml`)", "afm", None),
     ("pair", "FM: AFM without attention (`use_attention: false`)", "afm", {"use_attention": False}),
@@ -78,16 +90,18 @@ def _mean_std(results: list[dict], key: str) -> str:
     return f"{statistics.mean(values):.4f} ± {spread:.4f}"
 
 
-def _cached_run(config: Path, model: dict | None, data: Path, seed: int, results: Path) -> dict:
-    """One real-trainer run on ``data`` with ``trainer.seed=seed``; its test metrics are kept in
-    ``results`` under the data set's name, the seed and a hash of the config text and model
-    section, so a rerun of the bench skips it."""
-    key = hashlib.sha1(json.dumps([config.read_text(), model], sort_keys=True).encode()).hexdigest()[:10]
+def _cached_run(config: Path, model: dict | None, data: Path, seed: int, results: Path,
+                overrides: tuple[str, ...] = ()) -> dict:
+    """One real-trainer run on ``data`` with ``trainer.seed=seed`` and the dotted ``overrides``; its
+    test metrics are kept in ``results`` under the data set's name, the seed and a hash of the
+    config text, model section and overrides, so a rerun of the bench skips it."""
+    key = hashlib.sha1(json.dumps([config.read_text(), model] + ([list(overrides)] if overrides else []),
+                                  sort_keys=True).encode()).hexdigest()[:10]
     path = results / f"{config.stem}-{data.name}-seed{seed}-{key}.json"
     if path.exists():
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory() as out:
-        test = _run(config, [f"data.path={data}", f"trainer.seed={seed}"], out, model)
+        test = _run(config, [f"data.path={data}", f"trainer.seed={seed}", *overrides], out, model)
     results.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(test) + "\n")
     return test
@@ -109,13 +123,13 @@ def quality(seeds: int, rows: int, results: Path, signals: list[str]) -> str:
              "(`trainer.seed`; one data set per signal): test AUC / logloss as mean ± std).", "",
              f"Synthetic data, {rows:,} rows per set (80/10/10), each config's budget and optimizers:", "",
              "| data (Bayes AUC) | model | test AUC | test logloss |", "|---|---|---|---|"]
-    for signal, label, config_name, replace in SYNTHETIC_RUNS:
+    for signal, label, config_name, replace, *overrides in SYNTHETIC_RUNS:
         if signal not in signals:
             continue
         path, bayes = _data(signal, rows, results)
         model = _model(config_name, replace)
-        runs = [_cached_run(CONFIGS / f"{config_name}_synthetic.yaml", model, path, seed, results)
-                for seed in range(seeds)]
+        runs = [_cached_run(CONFIGS / f"{config_name}_synthetic.yaml", model, path, seed, results,
+                            overrides[0] if overrides else ()) for seed in range(seeds)]
         lines.append(f"| {SIGNALS[signal]} ({bayes}) | {label} | {_mean_std(runs, 'auc')} | "
                      f"{_mean_std(runs, 'logloss')} |")
         print(lines[-1], flush=True)
