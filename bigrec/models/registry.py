@@ -12,7 +12,7 @@ import torch
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
-from bigrec.models.embeddings import embedding_tables
+from bigrec.models.embeddings import FeatureEmbeddings, embedding_tables
 
 _MODELS: dict[str, type[RecModel]] = {}
 M = TypeVar("M", bound=type[RecModel])
@@ -59,9 +59,31 @@ def build_model(name: str, schema: Schema, params: dict, device: Optional[torch.
     if unknown:
         raise ConfigError(f"model '{name}' does not take parameter(s) {unknown}; it accepts {accepted}")
     model = cls(schema, **params, device=device)
+    unread = unread_sequences(model)
+    if unread:  # rebuilt so that the tables those histories shared become plain pooled tables
+        model = cls(schema.select([f.name for f in schema.features if f.name not in unread]), **params, device=device)
     if device is not None and torch.device(device).type == "meta":
         _check_meta_parameters_reinitialisable(model)
     return model
+
+
+def unread_sequences(model: RecModel) -> list[str]:
+    """The schema's sequence features (histories) that a ranking or multi-task ``model`` never looks up.
+
+    :func:`build_model` drops them from the model's schema (``model.schema``, which the
+    trainer streams): their columns are not read, and a table they shared with a
+    feature the model does read (MovieLens ``item_id`` and ``hist_item_ids``) becomes a
+    pooled table in the model's ``EmbeddingBagCollection`` instead of an
+    ``EmbeddingCollection`` of its own, one collection (lookup, input distribution)
+    fewer per step. Such models only ever read histories through
+    :class:`~bigrec.models.embeddings.FeatureEmbeddings`; recall models, which also
+    read them directly, keep the whole schema.
+    """
+    if model.task == "retrieval":
+        return []
+    read = {name for module in model.modules() if isinstance(module, FeatureEmbeddings)
+            for name in module.sequence_names}
+    return [f.name for f in model.schema.sequence if f.name not in read]
 
 
 def _check_meta_parameters_reinitialisable(model: RecModel) -> None:
