@@ -113,7 +113,9 @@ class FeatureEmbeddings(nn.Module):
         masks: dict[str, torch.Tensor] = {}
         companions: dict[str, dict[str, torch.Tensor]] = {suffix: {} for suffix in self.companion_suffixes}
         if self.bags is not None and bags:
-            keyed = self.bags(batch.sparse_features)
+            # one split of the pooled [B, sum D] block (one concatenation in backward), not a slice per key
+            # (each slice's backward writes a zero-filled [B, sum D] gradient: quadratic in the features)
+            keyed = self.bags(batch.sparse_features).to_dict()
             for key, name, suffix in self.bag_outputs:
                 (companions[suffix] if suffix else pooled)[name] = keyed[key]
         for collection, outputs in zip(self.sequences, self.sequence_outputs):

@@ -3,15 +3,20 @@
     python tools/bench/speed_bench.py ml100k    [--batch-size 256] [--steps 200]
     python tools/bench/speed_bench.py synthetic [--batch-size 2048] [--steps 60] [--rows 300000]
     python tools/bench/speed_bench.py scaling   [--data ml100k|synthetic] [--batch-size 512]
-    python tools/bench/speed_bench.py profile   [--data ml100k|synthetic] [--batch-size 256]
+    python tools/bench/speed_bench.py profile   [--data ml100k|synthetic] [--batch-size 256] [--top 15]
 
-``ml100k`` / ``synthetic``: one rank, one thread, the real trainer (planner, DMP,
-pipeline) and :mod:`plain_deepfm` read the same ``Batch`` stream in one process;
-timed windows alternate (bigrec, plain) three times and the best of each counts.
-``scaling``: 1-rank and 2-rank trainer runs alternate, three of each.
-``profile``: torch.profiler over pipelined steps, self CPU time per category.
-MovieLens-100k is read from ``data/ml-100k/ranking`` (``make data``); the synthetic
-set (26 tables, >= 10M rows) is generated into a temporary directory.
+``ml100k`` / ``synthetic``: one rank, one thread, the real trainer (planner, DMP, the
+step loop the trainer uses on this device) and :mod:`plain_deepfm` read the same
+``Batch`` stream in one process; timed windows alternate (bigrec, plain) three times
+and the best of each counts, per wall second and per CPU second of the process (on a
+loaded machine the CPU-second rates hold still where wall-second rates swing).
+``scaling``: 1-rank and 2-rank trainer runs alternate, three of each (wall seconds:
+an idle machine is needed).
+``profile``: torch.profiler over training steps, self CPU time per category.
+MovieLens-100k is read from ``data/ml-100k/ranking`` (``make data``; the environment
+variable ``BIGREC_BENCH_ML100K`` points elsewhere); the synthetic set (26 tables,
+>= 10M rows) is generated into a temporary directory. ``BIGREC_BENCH_SET`` holds
+config overrides for the trainer (e.g. ``"trainer.pipeline=true"``).
 """
 
 from __future__ import annotations
@@ -156,20 +161,21 @@ def scaling(args: argparse.Namespace) -> None:
 def profile(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, params = data_set(args.data, tmp, args.rows)
-        [table] = run_ranks(profile_rank, 1, data_dir, str(Path(tmp) / "run"), args.batch_size, args.steps, params)
+        [table] = run_ranks(profile_rank, 1, data_dir, str(Path(tmp) / "run"), args.batch_size, args.steps, params,
+                            args.top)
     print(f"{args.data}: one bigrec step of {args.batch_size} rows (1 rank x 1 thread), mean over {args.steps} "
           f"profiled steps; load average {os.getloadavg()[0]:.1f}")
     print(table)
 
 
-def profile_rank(data_dir: str, out_dir: str, batch_size: int, steps: int, params: dict) -> str:
+def profile_rank(data_dir: str, out_dir: str, batch_size: int, steps: int, params: dict, top: int) -> str:
     from profile_step import profile_trainer
     from bigrec.train.trainer import Trainer, prepare
 
     config = trainer_config(data_dir, out_dir, batch_size, params)
     trainer = Trainer(config, prepare(config))
     try:
-        return profile_trainer(trainer, steps, WARMUP)
+        return profile_trainer(trainer, steps, WARMUP, top)
     finally:
         trainer.close()
 
@@ -182,6 +188,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=300_000, help="rows of the synthetic data set")
+    parser.add_argument("--top", type=int, default=15, help="profile: events listed by self CPU time")
     args = parser.parse_args()
     big = args.command == "synthetic" or (args.command != "ml100k" and args.data == "synthetic")
     args.batch_size = args.batch_size or (2048 if big else 256)
