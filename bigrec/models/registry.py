@@ -59,25 +59,34 @@ def build_model(name: str, schema: Schema, params: dict, device: Optional[torch.
     if unknown:
         raise ConfigError(f"model '{name}' does not take parameter(s) {unknown}; it accepts {accepted}")
     model = cls(schema, **params, device=device)
-    unread = unread_sequences(model)
-    if unread:  # rebuilt so that the tables those histories shared become plain pooled tables
-        model = cls(schema.select([f.name for f in schema.features if f.name not in unread]), **params, device=device)
     if device is not None and torch.device(device).type == "meta":
         _check_meta_parameters_reinitialisable(model)
     return model
 
 
+def build_streamed_model(name: str, schema: Schema, params: dict, device: Optional[torch.device] = None) -> RecModel:
+    """:func:`build_model` on ``schema`` without the histories the model never reads (:func:`unread_sequences`).
+
+    The trainer and the planner build their models this way and stream ``model.schema``:
+    the unread columns are not read, and a table such a history shared with a feature
+    the model does read (MovieLens ``item_id`` and ``hist_item_ids``) becomes a pooled
+    table of the model's ``EmbeddingBagCollection`` instead of an
+    ``EmbeddingCollection`` of its own: one collection (lookup, input distribution)
+    fewer per step. Batches must then come from ``model.schema``.
+    """
+    model = build_model(name, schema, params, device)
+    unread = unread_sequences(model)
+    if not unread:
+        return model
+    return build_model(name, schema.select([f.name for f in schema.features if f.name not in unread]), params, device)
+
+
 def unread_sequences(model: RecModel) -> list[str]:
     """The schema's sequence features (histories) that a ranking or multi-task ``model`` never looks up.
 
-    :func:`build_model` drops them from the model's schema (``model.schema``, which the
-    trainer streams): their columns are not read, and a table they shared with a
-    feature the model does read (MovieLens ``item_id`` and ``hist_item_ids``) becomes a
-    pooled table in the model's ``EmbeddingBagCollection`` instead of an
-    ``EmbeddingCollection`` of its own, one collection (lookup, input distribution)
-    fewer per step. Such models only ever read histories through
+    Such models only ever read histories through
     :class:`~bigrec.models.embeddings.FeatureEmbeddings`; recall models, which also
-    read them directly, keep the whole schema.
+    read them directly, keep every history.
     """
     if model.task == "retrieval":
         return []

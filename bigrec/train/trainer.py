@@ -49,7 +49,7 @@ from bigrec.data.labels import binary_labels
 from bigrec.data.stream import ParquetBatches, make_loader, open_split, validate_rank_data
 from bigrec.errors import ConfigError, Preempted
 from bigrec.features import Schema
-from bigrec.models import build_model
+from bigrec.models import build_model, build_streamed_model
 from bigrec.tasks import build_task
 from bigrec.train import sharding
 from bigrec.train import checkpoint
@@ -80,8 +80,8 @@ def prepare(config: Config) -> Prepared:
     if not config.data.path and not os.path.exists(config.data.train):
         raise ConfigError("data.path is not set")
     schema = Schema.load(config.data.resolve("schema"))
-    probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
-    schema = probe.schema  # without the histories the model never reads (see build_model)
+    probe = build_streamed_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
+    schema = probe.schema  # without the histories the model never reads
     task = build_task(probe, schema, config.task, config.data)
     check_train_layout(schema, config.data.train, getattr(probe, "all_positions", False), config.model.name)
     check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
