@@ -216,7 +216,8 @@ class Trainer:
     def train_epoch(self, epoch: int, start_batch: int = 0) -> float:
         """Train ``epoch`` from batch ``start_batch`` on (0 unless resuming mid-epoch)."""
         dataset = self.splits["train"]
-        for split, metrics in self.task.epoch_passes(self.model, self.env.device, epoch):
+        passes = self.task.epoch_passes(self.model, self.env.device, epoch) if start_batch == 0 else []
+        for split, metrics in passes:  # a mid-epoch resume keeps what the checkpoint holds (e.g. mined negatives)
             self.splits[split].set_position(epoch, 0)
             self._print(f"epoch {epoch + 1}: {split} pass: {self.run_pass(split, metrics)}")
         dataset.set_position(epoch, start_batch)
