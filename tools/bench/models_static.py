@@ -193,12 +193,12 @@ run `edcn_synthetic.yaml`'s budget, the same for both models: up to 6 epochs, ea
 validation AUC with patience 2, the best epoch's model tested (the trainer's `early_stopping`; with
 the DCN rows' 2 epochs and patience 1 it is the better of the two epochs). Same data, optimizers
 (`adam` 0.003 dense, `exact_sgd` 0.3 embeddings) and seeds. Under it EDCN with deep blocks [8]
-(the config) reaches 0.8524 ± 0.0007 against DCN-V2's 0.8522 ± 0.0016: a tie within the seed
+(the config) reaches 0.8524 ± 0.0006 against DCN-V2's 0.8522 ± 0.0016: a tie within the seed
 spread, EDCN's mean not below. Parameters (embedding tables 4,800 in both): DCN-V2 with MLP [16]
 12,201; EDCN [8] 13,559, [4] 12,655, [16] (the model default's width) 15,367. EDCN [16] gives
-0.8519 ± 0.0007, [4] 0.8521 ± 0.0018, BGU 0.8506 ± 0.0016. In the logged runs (EDCN [16], DCN-V2)
+0.8518 ± 0.0006, [4] 0.8521 ± 0.0018, BGU 0.8507 ± 0.0016. In the logged runs (EDCN [16], DCN-V2)
 the best validation AUC came at epoch 3 or 4 and training stopped at 5 or 6. On the DCN rows'
-2-epoch budget, with both still improving at epoch 2, EDCN [8] gives 0.8498 ± 0.0028 against
+2-epoch budget, with both still improving at epoch 2, EDCN [8] gives 0.8497 ± 0.0027 against
 DCN-V2's 0.8526 ± 0.0004: EDCN needs the longer budget, DCN-V2 does not gain from it.
 
 Earlier attempts on the 2-epoch budget (3 seeds each, EDCN with deep blocks [16]): no setting
