@@ -56,7 +56,8 @@ def test_edcn_is_at_least_as_good_as_dcnv2_on_the_planted_cross(cross_data):
     bayes = Schema.load(cross_data / "schema.json").metadata["bayes_auc_estimate"]
     print(f"EDCN {edcn['auc']:.4f}, DCN-V2 {dcnv2['auc']:.4f}, Bayes {bayes}")
     assert edcn["auc"] > bayes - 0.02
-    # Within 0.01: on this budget EDCN trails DCN-V2 by a few thousandths (docs/models.md, 3 seeds).
+    # Within 0.01: on 2 epochs EDCN trails DCN-V2 by a few thousandths; with early stopping over up to
+    # 6 epochs the two tie (docs/models.md, 3 seeds), a budget too long for a unit test.
     assert edcn["auc"] >= dcnv2["auc"] - 0.01
 
 
