@@ -34,7 +34,8 @@ def main() -> None:
     quiet_third_party()
     target = models_recall.ROOT / "docs/models.md"
     models_recall.replace_section(target, models_ranking.HEADING, models_ranking.quality(args.epochs))
-    models_recall.replace_section(target, models_sequence.HEADING, models_sequence.quality(3, args.epochs))
+    models_recall.replace_section(target, models_sequence.HEADING, models_sequence.quality(
+        3, args.epochs, models_sequence.RESULTS, list(models_sequence.RUNS)))
     models_recall.replace_section(target, "Recall", models_recall.quality(args.epochs or 10))
     models_recall.replace_section(target, models_multitask.HEADING, models_multitask.quality(3, args.epochs))
 

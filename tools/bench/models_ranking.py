@@ -78,15 +78,16 @@ def _config(config_path, overrides: list[str], model: dict | None = None):
     return config_from_dict(apply_overrides(raw, overrides), source=str(config_path))
 
 
-def _run(config_path: Path, overrides: list[str], out: str, model: dict | None = None) -> dict:
-    """Train one config on this process (1 rank); return the test metrics."""
+def _run(config_path: Path, overrides: list[str], out: str, model: dict | None = None, full: bool = False) -> dict:
+    """Train one config on this process (1 rank); return the test metrics (``full``: the whole fit result)."""
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
     config = _config(config_path, overrides + [f"trainer.output_dir={out}", "trainer.progress_bar=false",
                                                "sharding.print_plan=false"], model)
     try:
-        return train(config)["test"]
+        result = train(config)
+        return result if full else result["test"]
     finally:
         destroy_process_group()
 
