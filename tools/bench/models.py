@@ -3,8 +3,8 @@
     python tools/bench/models.py [--epochs N]
 
 Runs the ranking/multi-task table (``models_ranking.py quality``: DeepFM, DIN, MMoE,
-SharedBottom), the behaviour-sequence table (``models_sequence.py``: DIEN, BST against DIN;
-3 seeds), the recall table (``models_recall.py quality``: SASRec, DSSM, most-popular), each
+SharedBottom), the behaviour-sequence table (``models_sequence.py``: DIEN, BST against DIN
+on order data; 3 seeds), the recall table (``models_recall.py quality``: SASRec, DSSM, most-popular), each
 with the real trainer on one rank, and the multi-task section (``models_multitask.py``:
 SharedBottom, ESMM, MMoE, PLE, loss weighting; 3 seeds), and rewrites those sections.
 Needs the MovieLens files (``make data``).
@@ -34,8 +34,7 @@ def main() -> None:
     quiet_third_party()
     target = models_recall.ROOT / "docs/models.md"
     models_recall.replace_section(target, models_ranking.HEADING, models_ranking.quality(args.epochs))
-    models_recall.replace_section(target, models_sequence.HEADING, models_sequence.quality(
-        3, args.epochs, models_sequence.RESULTS, list(models_sequence.RUNS)))
+    models_recall.replace_section(target, models_sequence.HEADING, models_sequence.quality(3, args.epochs))
     models_recall.replace_section(target, "Recall", models_recall.quality(args.epochs or 10))
     models_recall.replace_section(target, models_multitask.HEADING, models_multitask.quality(3, args.epochs))
 

@@ -1,17 +1,18 @@
-"""DIEN / BST quality: mean and spread over seeds, against DIN, on order-dependent data and MovieLens-100k.
+"""DIEN / BST quality: mean and spread over seeds, against DIN, on order-dependent synthetic data.
 
-    python tools/bench/models_sequence.py [--results DIR] [--seeds 3] [--data order ml100k]
-                                          [--models DIN "DIEN (AUGRU)" ...] [--epochs N] [--print-only]
+    python tools/bench/models_sequence.py [--results DIR] [--seeds 3] [--models DIN "DIEN (AUGRU)" ...]
+                                          [--epochs N] [--print-only]
 
-Trains with the real trainer on one rank: on synthetic order data (``bigrec data synthetic-order``:
-the label is decided by which of two related categories the user clicked *last*) DIN
-(``din_synthetic.yaml``), DIEN with each ``gru_type`` (``dien_synthetic.yaml``) and BST
-(``bst_synthetic.yaml``); on the MovieLens-100k ranking split DeepFM, DIN, DIEN and BST (their
-``*_ml100k.yaml``). Each run is repeated with ``trainer.seed`` 0..seeds-1 (the data stay fixed).
-Resumable: each run's result is saved as ``DIR/<data>/<model>/seed<k>.json`` and skipped when
-present (the order data set is written once to ``DIR/order_data``); the table over every model
-selected gives the test mean and standard deviation and is written into ``docs/models.md``
-(section "DIEN / BST") unless ``--print-only``. MovieLens comes from ``data/ml-100k`` (``make data``).
+Trains with the real trainer on one rank, on synthetic order data (``bigrec data synthetic-order``:
+the label is decided by which of two related categories the user clicked *last*): DIN
+(``din_synthetic.yaml``, given DIEN's and BST's epochs and patience), DIEN with each ``gru_type``
+(``dien_synthetic.yaml``) and BST (``bst_synthetic.yaml``). Each run is repeated with
+``trainer.seed`` 0..seeds-1 (the data stay fixed). Resumable: each run's result is saved as
+``DIR/order/<model>/seed<k>.json`` (its trainer output, TensorBoard included, next to it) and
+skipped when present; the order data set is written once to ``DIR/order_data``. The table gives
+the test mean and standard deviation and is written into ``docs/models.md`` (section "DIEN / BST")
+unless ``--print-only``. The MovieLens-100k rows of DIN, DIEN and BST are made with the other
+ranking models by ``tools/bench/ranking_ml100k.py``.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ NOTES = """\
 `interest_units` (width of both GRUs), `gru_type` (`AUGRU`, `AIGRU`, `AGRU`), `hidden_units`, and
 `attention_units`, `auxiliary_units`, `activation`, `dropout_rates`, `embedding_dim`, `max_len`. A GRU
 extracts one interest state per behaviour; the auxiliary loss `next_behavior` (in
-`ModelOutput.aux_losses`, weighted by `task.aux_loss_weights: {next_behavior: w}`, logged as
-`aux/next_behavior`) asks each state to score the next clicked item above an item sampled from the
+`ModelOutput.aux_losses`, weighted by `task.aux_loss_weights: {next_behavior: w}`, returned by the
+task's step among the loss terms as `aux/next_behavior` and written to TensorBoard as
+`train/aux/next_behavior` every `trainer.log_every` steps, next to `train/loss/label` and `train/loss`) asks each state to score the next clicked item above an item sampled from the
 item table (ids hashed from the row's ids and the step: the same on any number of ranks). Softmax
 attention of the candidate over the states drives the evolution GRU, whose padded steps never update
 its state. **BST** (`bigrec/models/ranking/bst.py`, `model.name: bst`): `features`,
@@ -62,10 +64,9 @@ RUNS = {  # data -> model label -> (config, overrides)
     "order": {"DIN": ("din_synthetic", SAME_BUDGET),
               **{f"DIEN ({g})": ("dien_synthetic", [f"model.gru_type={g}"]) for g in ("AUGRU", "AIGRU", "AGRU")},
               "BST": ("bst_synthetic", [])},
-    "ml100k": {name: (f"{name.lower()}_ml100k", []) for name in ("DeepFM", "DIN", "DIEN", "BST")},
 }
 RESULTS = ROOT / "runs/bench/models_sequence"
-DATA_LABELS = {"order": "synthetic order", "ml100k": "MovieLens-100k"}
+DATA_LABELS = {"order": "synthetic order"}
 
 
 def _summary(results: list[dict], metric: str) -> str:
@@ -75,12 +76,7 @@ def _summary(results: list[dict], metric: str) -> str:
 
 
 def _data_path(data: str, results_dir: Path) -> Path:
-    """The data set's directory, made when missing (order data: once per results directory)."""
-    if data == "ml100k":
-        ranking = ROOT / "data/ml-100k/ranking"
-        if not (ranking / "schema.json").exists():
-            raise SystemExit(f"{ranking}/schema.json is missing: run `make data` first")
-        return ranking
+    """The data set's directory, made once per results directory."""
     order = results_dir / "order_data"
     if not (order / "schema.json").exists():
         from bigrec.data.synthetic_order import generate_order
@@ -112,7 +108,7 @@ def run_one(data: str, label: str, seed: int, results_dir: Path, epochs: int | N
     return record
 
 
-def quality(seeds: int, epochs: int | None, results_dir: Path, datasets: list[str],
+def quality(seeds: int, epochs: int | None, results_dir: Path = RESULTS, datasets: tuple[str, ...] = ("order",),
             models: list[str] | None = None) -> str:
     """Run (or read) every selected run; return the Markdown section body."""
     rows = []
@@ -123,10 +119,12 @@ def quality(seeds: int, epochs: int | None, results_dir: Path, datasets: list[st
             results = [run_one(data, label, seed, results_dir, epochs) for seed in range(seeds)]
             print(data, label, _summary(results, "auc"), "epochs", [r["epochs"] for r in results], flush=True)
             rows.append((data, label, RUNS[data][label][0], results))
+    bayes = json.loads((_data_path("order", results_dir) / "schema.json").read_text())["metadata"]["bayes_auc_estimate"]
     sizes = ", ".join(f"{k}={v}" for k, v in ORDER_DATA.items())
     lines = [NOTES, f"Regenerated by `python tools/bench/models_sequence.py` (real trainer, 1 rank, {seeds} seeds "
-             f"each: mean ± standard deviation of the test split; order data `generate_order({sizes})`; "
-             "MovieLens-100k ranking split; epochs = epochs run per seed, early stopping on valid AUC).", "",
+             f"each: mean ± standard deviation of the test split; order data `generate_order({sizes})`, "
+             f"Bayes AUC ~{bayes}; epochs run per seed, early stopping on valid AUC with patience 2, test "
+             "metrics of the best epoch).", "",
              "| data | model | config | test AUC | test logloss | epochs run | minutes per run |",
              "|---|---|---|---|---|---|---|"]
     for data, label, config, results in rows:
@@ -142,7 +140,6 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="directory of per-run results (runs found there are skipped)")
     parser.add_argument("--seeds", type=int, default=3, help="runs per model (trainer.seed 0..N-1)")
-    parser.add_argument("--data", nargs="+", choices=sorted(RUNS), default=["order", "ml100k"])
     parser.add_argument("--models", nargs="+", default=None, help="row labels to run (default: all)")
     parser.add_argument("--epochs", type=int, default=None, help="override every config's epochs")
     parser.add_argument("--print-only", action="store_true", help="print the table, do not edit docs/")
@@ -150,7 +147,7 @@ def main() -> None:
     from bigrec.logs import quiet_third_party
 
     quiet_third_party()
-    body = quality(args.seeds, args.epochs, args.results, args.data, args.models)
+    body = quality(args.seeds, args.epochs, args.results, models=args.models)
     print(body)
     if not args.print_only:
         replace_section(ROOT / "docs/models.md", HEADING, body)
