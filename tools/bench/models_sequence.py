@@ -55,6 +55,9 @@ other features. Both keep the most recent `max_len` behaviours (tests in
 Order data (`bigrec data synthetic-order`): categories come in related pairs; the label says
 whether the most recent behaviour of the candidate's pair has the candidate's own category.
 Both categories occur either way, so order-free pooling (DIN) cannot see the signal.
+Budget: `dien_synthetic.yaml` and `bst_synthetic.yaml` train up to 10 epochs with early stopping
+(patience 2) and restore the best epoch; DIN gets the same here. With 4 epochs and patience 1 DIEN
+seeds were cut off while their validation AUC was still rising (one AUGRU seed stopped at 4 epochs).
 """
 
 
