@@ -206,26 +206,41 @@ def throughput_model(name: str, features: list[str]) -> dict:
     return model
 
 
-def _steps(specs: list[tuple[str, dict]], data: str, out: str, steps: int) -> list[float]:
-    """Per rank, in one process group: for each (name, model section) train ``steps`` timed steps
-    (after 5 warm-up steps) of the real trainer; global samples/s per model."""
+def _steps(specs: list[tuple[str, dict]], data: str, out: str, steps: int, rounds: int = 5) -> list[float]:
+    """Per rank, in one process group: build the real trainer of each (name, model section), train 5
+    warm-up steps each, then ``rounds`` rounds of ``steps // rounds`` timed steps of every model in
+    turn (interleaved, so a burst of load on the shared machine hits all models alike); the median
+    over rounds of each model's global samples/s."""
+    import itertools
+    import statistics
+
     from bigrec.data.stream import make_loader
     from bigrec.train.trainer import Trainer, prepare
 
-    rates = []
-    for name, model in specs:
+    per_round, warmup = max(1, steps // rounds), 5
+    trainers, runs = [], []
+    for index, (name, model) in enumerate(specs):
         config = _config(ROOT / "configs/ranking/deepfm_synthetic.yaml",
-                         [f"data.path={data}", f"data.batch_size={THROUGHPUT_BATCH}", f"trainer.output_dir={out}/{name}",
+                         [f"data.path={data}", f"data.batch_size={THROUGHPUT_BATCH}", f"trainer.output_dir={out}/{index}-{name}",
                           "trainer.progress_bar=false", "sharding.print_plan=false", "data.validate=false"], model)
         trainer = Trainer(config, prepare(config))
         trainer.model.train()
-        warmup, started = 5, None
-        for step, _ in enumerate(trainer._steps(make_loader(trainer.splits["train"]), steps + warmup)):
-            if step == warmup - 1:
-                started = time.perf_counter()
-        rates.append(steps * THROUGHPUT_BATCH * trainer.env.world_size / (time.perf_counter() - started))
+        run = trainer._steps(make_loader(trainer.splits["train"]), warmup + rounds * per_round)
+        for _ in itertools.islice(run, warmup):
+            pass
+        trainers.append(trainer)
+        runs.append(run)
+    rates: list[list[float]] = [[] for _ in specs]
+    for _ in range(rounds):
+        for index, run in enumerate(runs):
+            started = time.perf_counter()
+            for _ in itertools.islice(run, per_round):
+                pass
+            rates[index].append(per_round * THROUGHPUT_BATCH * trainers[index].env.world_size
+                                / (time.perf_counter() - started))
+    for trainer in trainers:
         trainer.close()
-    return rates
+    return [statistics.median(r) for r in rates]
 
 
 def throughput(steps: int) -> str:
@@ -239,9 +254,9 @@ def throughput(steps: int) -> str:
         rates = {world: run_ranks(_steps, world, specs, str(data), f"{tmp}/run{world}", steps)[0] for world in (1, 2)}
         load_after = os.getloadavg()
     lines = [f"`python tools/bench/models_ranking.py throughput --steps {steps}`: real trainer (planner, DMP, "
-             f"TrainPipelineSparseDist), {THROUGHPUT_BATCH} rows per rank per step, {steps} timed steps after 5 "
-             "warm-up steps, one thread per rank, all ten models one after the other in one process group per "
-             "world size. Same data and tables for all: Criteo-like fields (13 dense, 26 sparse up to 10,000 ids) "
+             f"TrainPipelineSparseDist), {THROUGHPUT_BATCH} rows per rank per step, one thread per rank; all ten "
+             "models live in one process group per world size, each takes 5 warm-up steps, then 5 rounds of "
+             f"{steps // 5} timed steps of every model in turn; samples/s is the median over the rounds. Same data and tables for all: Criteo-like fields (13 dense, 26 sparse up to 10,000 ids) "
              "plus user_id, item_id, item_cat, dim 16, MLP [128, 64] where the model has one; DIN, DIEN and BST also "
              "read histories of item_id and item_cat (up to 20). Ratios are to DeepFM at the same number of ranks, "
              f"in the same run. Load average (1, 5, 15 min) {', '.join(f'{x:.1f}' for x in load_before)} before, "
@@ -258,7 +273,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["quality", "throughput"])
     parser.add_argument("--epochs", type=int, default=None, help="override every config's epochs")
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per model and world size (throughput)")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per model and world size (throughput)")
     parser.add_argument("--print-only", action="store_true", help="print the table, do not edit docs/")
     args = parser.parse_args()
     if args.what == "quality":
