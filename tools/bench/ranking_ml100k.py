@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from models_recall import replace_section  # noqa: E402
+from models_recall import _spread, replace_section  # noqa: E402
 
 HEADING = "Ranking: MovieLens-100k"
 MODELS = ("deepfm", "widedeep", "dcn", "dcnv2", "afm", "fibinet", "edcn", "din", "dien", "bst")
@@ -73,32 +72,27 @@ def run_one(model: str, seed: int, overrides: list[str], results: Path) -> dict:
     return row
 
 
-def _spread(values: list[float], digits: int = 4) -> str:
-    """``mean ± sample standard deviation`` of ``values``."""
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.{digits}f} ± {spread:.{digits}f}"
-
-
 def table(seeds: list[int], overrides: list[str], results: Path) -> str:
     """The Markdown table over every model with saved results for the current configs and ``seeds``."""
     lines = ["MovieLens-100k ranking split (rating >= 4 is a click; each user's last 10% of ratings is test, the",
              "10% before it valid). Real trainer, 1 rank, one thread, `configs/ranking/<model>_ml100k.yaml` (5 epochs,",
              "early stopping on validation AUC, patience 2; test metrics of the best epoch), mean ± standard",
              f"deviation over seeds {', '.join(map(str, seeds))} (`trainer.seed`; the split is fixed).",
+             "Every config has DeepFM's data, batch (512), epochs and dense optimizer (Adam 0.001); AFM's embeddings "
+             "train at row-wise Adagrad 0.1 instead of 0.05 (without a deep part it was still improving at epoch 5; "
+             "see its config for what else was tried), BST's at 0.02 (at 0.05 it peaked at epoch 2 and fell after).",
              "Regenerate: `python tools/bench/ranking_ml100k.py` (`--models a,b` runs some; results are kept "
              "under `runs/ranking_ml100k/` and reused).", "",
-             "| model | test AUC | test logloss | best epochs | train time per run | seeds |",
-             "|---|---|---|---|---|---|"]
+             "| model | test AUC | test logloss | best epochs | seeds |", "|---|---|---|---|---|"]
     for model in MODELS:
         runs = [json.loads(p.read_text()) for p in (_result_path(results, model, s, overrides) for s in seeds)
                 if p.exists()]
         if not runs:
-            lines.append(f"| {model} | not run | | | | 0 |")
+            lines.append(f"| {model} | not run | | | 0 |")
             continue
         tests = [run["test"] for run in runs]
         lines.append(f"| {model} | " + " | ".join(_spread([t[m] for t in tests]) for m in METRICS)
-                     + f" | {', '.join(str(run['best_epoch']) for run in runs)} | "
-                     f"{_spread([run['seconds'] for run in runs], 0)} s | {len(runs)} |")
+                     + f" | {', '.join(str(run['best_epoch']) for run in runs)} | {len(runs)} |")
     return "\n".join(lines)
 
 
