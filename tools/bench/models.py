@@ -3,8 +3,8 @@
     python tools/bench/models.py [--epochs N]
 
 Runs the ranking/multi-task table (``models_ranking.py quality``: DeepFM, DIN, MMoE,
-SharedBottom), the behaviour-sequence table (``models_sequence.py``: DIEN, BST against DIN;
-3 seeds), the recall table (``models_recall.py quality``: SASRec, DSSM, most-popular), each
+SharedBottom), the behaviour-sequence table (``models_sequence.py``: DIEN, BST against DIN
+on order data; 3 seeds), the recall table (``models_recall.py quality``: SASRec, DSSM, most-popular), each
 with the real trainer on one rank, and the multi-task section (``models_multitask.py``:
 SharedBottom, ESMM, MMoE, PLE, loss weighting; 3 seeds), and rewrites those sections.
 Needs the MovieLens files (``make data``).

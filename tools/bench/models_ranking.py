@@ -1,15 +1,16 @@
-"""DIN / MMoE benchmarks: quality (MovieLens-100k and the planted-signal comparisons) and throughput.
+"""DIN / MMoE quality (MovieLens-100k and the planted-signal comparisons) and the ranking zoo's throughput.
 
     python tools/bench/models_ranking.py quality      # -> docs/models.md, section "DIN / MMoE"
-    python tools/bench/models_ranking.py throughput   # -> docs/benchmarks.md, section "DIN / MMoE"
+    python tools/bench/models_ranking.py throughput   # -> docs/benchmarks.md, section "Ranking zoo: throughput"
 
 ``quality`` trains with the real trainer on one rank: DIN (``configs/ranking/din_ml100k.yaml``)
 and MMoE (``configs/multitask/mmoe_ml100k.yaml``) on MovieLens-100k, DIN against DeepFM fed
 the candidate alone on synthetic behaviour data, and MMoE against a SharedBottom of the same
 size on synthetic two-task data at task correlation 0 and 1. Data sets are made as needed
 (MovieLens from ``data/raw/ml-100k``).
-``throughput`` measures training samples/s of DIN and MMoE (and DeepFM, the baseline of the
-ratios) at 1 and 2 gloo ranks on synthetic data, in one script.
+``throughput`` measures training samples/s of the ten ranking models (DeepFM, the baseline of the
+ratios, WideDeep, DCN, DCN-V2, AFM, FiBiNET, EDCN, DIN, DIEN, BST) at 1 and 2 gloo ranks, on one
+synthetic data set with Criteo-like fields and behaviour histories side by side, in one run.
 """
 
 from __future__ import annotations
@@ -78,15 +79,16 @@ def _config(config_path, overrides: list[str], model: dict | None = None):
     return config_from_dict(apply_overrides(raw, overrides), source=str(config_path))
 
 
-def _run(config_path: Path, overrides: list[str], out: str, model: dict | None = None) -> dict:
-    """Train one config on this process (1 rank); return the test metrics."""
+def _run(config_path: Path, overrides: list[str], out: str, model: dict | None = None, full: bool = False) -> dict:
+    """Train one config on this process (1 rank); return the test metrics (``full``: the whole fit result)."""
     from bigrec.train.distributed import destroy_process_group
     from bigrec.train.trainer import train
 
     config = _config(config_path, overrides + [f"trainer.output_dir={out}", "trainer.progress_bar=false",
                                                "sharding.print_plan=false"], model)
     try:
-        return train(config)["test"]
+        result = train(config)
+        return result if full else result["test"]
     finally:
         destroy_process_group()
 
@@ -151,43 +153,119 @@ def quality(epochs: int | None) -> str:
 
 
 # ------------------------------------------------------------- throughput
-def _steps(config_path: str, overrides: list[str], model: dict | None, out: str, steps: int) -> float:
-    """Per rank: train ``steps`` timed steps (after 5 warm-up steps); global samples/s."""
+THROUGHPUT_HEADING = "Ranking zoo: throughput"
+RANKING_MODELS = ("deepfm", "widedeep", "dcn", "dcnv2", "afm", "fibinet", "edcn", "din", "dien", "bst")
+BEHAVIOR = {"item_id": "hist_item_ids", "item_cat": "hist_cat_ids"}
+THROUGHPUT_BATCH = 256
+
+
+def _criteo_with_history(out: Path, rows: int) -> list[str]:
+    """Criteo-like fields (13 dense, 26 sparse) and the behaviour columns side by side, one row each.
+
+    Writes ``out`` (train/valid/test.parquet and schema.json; the label is the Criteo-like one) and
+    returns the non-history features every model reads.
+    """
+    import pyarrow.parquet as pq
+
+    from bigrec.data.parquet_io import write_schema
+    from bigrec.data.synthetic import generate_criteo_like
+    from bigrec.data.synthetic_behavior import generate_behavior
+    from bigrec.features import Schema
+
+    criteo = generate_criteo_like(out / "criteo", rows, max_cardinality=10_000)
+    behavior = generate_behavior(out / "behavior", rows)
+    for split in ("train", "valid", "test"):
+        table = pq.read_table(out / "criteo" / f"{split}.parquet")
+        extra = pq.read_table(out / "behavior" / f"{split}.parquet")
+        for name in extra.column_names:
+            if name not in criteo.labels:
+                table = table.append_column(name, extra.column(name))
+        pq.write_table(table, out / f"{split}.parquet")
+    write_schema(Schema(features=criteo.features + behavior.features, labels=criteo.labels,
+                        metadata={"rows": criteo.metadata["rows"]}), out)
+    return [f.name for f in criteo.features] + [f.name for f in behavior.features if f.name not in BEHAVIOR.values()]
+
+
+def throughput_model(name: str, features: list[str]) -> dict:
+    """``name``'s synthetic-config model section on the shared data: every model reads ``features``
+    (DIN, DIEN, BST also the histories of item_id and item_cat), dim 16, MLP [128, 64] where it has one."""
+    import yaml
+
+    model = yaml.safe_load((ROOT / f"configs/ranking/{name}_synthetic.yaml").read_text())["model"]
+    for key in ("features", "wide_features", "deep_features", "behavior_features"):
+        model.pop(key, None)
+    model["embedding_dim"] = 16
+    if "hidden_units" in model:
+        model["hidden_units"] = [128, 64]
+    if name == "widedeep":
+        model.update(wide_features=[f for f in features if not f.startswith("dense")], deep_features=features)
+    else:
+        model["features"] = features
+    if name in ("din", "dien", "bst"):
+        model["behavior_features"] = dict(BEHAVIOR)
+    return model
+
+
+def _steps(specs: list[tuple[str, dict]], data: str, out: str, steps: int, rounds: int = 5) -> list[float]:
+    """Per rank, in one process group: build the real trainer of each (name, model section), train 5
+    warm-up steps each, then ``rounds`` rounds of ``steps // rounds`` timed steps of every model in
+    turn (interleaved, so a burst of load on the shared machine hits all models alike); the median
+    over rounds of each model's global samples/s."""
+    import itertools
+    import statistics
+
     from bigrec.data.stream import make_loader
     from bigrec.train.trainer import Trainer, prepare
 
-    config = _config(config_path, overrides + [f"trainer.output_dir={out}", "trainer.progress_bar=false",
-                                               "sharding.print_plan=false", "data.validate=false"], model)
-    trainer = Trainer(config, prepare(config))
-    trainer.model.train()
-    warmup, started = 5, None
-    for step, _ in enumerate(trainer._steps(make_loader(trainer.splits["train"]), steps + warmup)):
-        if step == warmup - 1:
+    per_round, warmup = max(1, steps // rounds), 5
+    trainers, runs = [], []
+    for index, (name, model) in enumerate(specs):
+        config = _config(ROOT / "configs/ranking/deepfm_synthetic.yaml",
+                         [f"data.path={data}", f"data.batch_size={THROUGHPUT_BATCH}", f"trainer.output_dir={out}/{index}-{name}",
+                          "trainer.progress_bar=false", "sharding.print_plan=false", "data.validate=false"], model)
+        trainer = Trainer(config, prepare(config))
+        trainer.model.train()
+        run = trainer._steps(make_loader(trainer.splits["train"]), warmup + rounds * per_round)
+        for _ in itertools.islice(run, warmup):
+            pass
+        trainers.append(trainer)
+        runs.append(run)
+    rates: list[list[float]] = [[] for _ in specs]
+    for _ in range(rounds):
+        for index, run in enumerate(runs):
             started = time.perf_counter()
-    return steps * config.data.batch_size * trainer.env.world_size / (time.perf_counter() - started)
+            for _ in itertools.islice(run, per_round):
+                pass
+            rates[index].append(per_round * THROUGHPUT_BATCH * trainers[index].env.world_size
+                                / (time.perf_counter() - started))
+    for trainer in trainers:
+        trainer.close()
+    return [statistics.median(r) for r in rates]
 
 
 def throughput(steps: int) -> str:
     from bigrec.testing import run_ranks
 
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = _ensure_data(Path(tmp))
-        runs = [("DeepFM (candidate only)", DIN_SYNTHETIC, [f"data.path={data['behavior']}"], DEEPFM_CANDIDATE),
-                ("DIN", DIN_SYNTHETIC, [f"data.path={data['behavior']}"], None),
-                ("MMoE", MMOE_SYNTHETIC, [f"data.path={data['multitask_0.0']}"], None)]
-        for name, config, overrides, model in runs:
-            for world_size in (1, 2):
-                rate = run_ranks(_steps, world_size, str(config), overrides, model, f"{tmp}/{name}{world_size}",
-                                 steps)[0]
-                rows.append((name, world_size, rate))
-    base = rows[0][2]
-    lines = [f"`python tools/bench/models_ranking.py throughput`: real trainer (planner, DMP, "
-             f"TrainPipelineSparseDist), 256 rows per rank per step, {steps} timed steps, one thread per rank; "
-             "DIN on the synthetic behaviour data (histories up to 20, dim 8), MMoE on the two-task data "
-             "(8 experts). Ratios are to DeepFM on 1 rank in the same run.", "",
-             "| model | ranks | samples/s | ratio to DeepFM, 1 rank |", "|---|---:|---:|---:|"]
-    lines += [f"| {name} | {world} | {rate:,.0f} | {rate / base:.2f} |" for name, world, rate in rows]
+        data = Path(tmp) / "data"
+        features = _criteo_with_history(data, rows=max(20_000, 3 * steps * THROUGHPUT_BATCH * 2))
+        specs = [(name, throughput_model(name, features)) for name in RANKING_MODELS]
+        load_before = os.getloadavg()
+        rates = {world: run_ranks(_steps, world, specs, str(data), f"{tmp}/run{world}", steps)[0] for world in (1, 2)}
+        load_after = os.getloadavg()
+    lines = [f"`python tools/bench/models_ranking.py throughput --steps {steps}`: real trainer (planner, DMP, "
+             f"TrainPipelineSparseDist), {THROUGHPUT_BATCH} rows per rank per step, one thread per rank; all ten "
+             "models live in one process group per world size, each takes 5 warm-up steps, then 5 rounds of "
+             f"{steps // 5} timed steps of every model in turn; samples/s is the median over the rounds. Same data and tables for all: Criteo-like fields (13 dense, 26 sparse up to 10,000 ids) "
+             "plus user_id, item_id, item_cat, dim 16, MLP [128, 64] where the model has one; DIN, DIEN and BST also "
+             "read histories of item_id and item_cat (up to 20). Ratios are to DeepFM at the same number of ranks, "
+             f"in the same run. Load average (1, 5, 15 min) {', '.join(f'{x:.1f}' for x in load_before)} before, "
+             f"{', '.join(f'{x:.1f}' for x in load_after)} after, on a shared 2-core machine.", "",
+             "| model | 1 rank samples/s | ratio to DeepFM | 2 ranks samples/s | ratio to DeepFM |",
+             "|---|---:|---:|---:|---:|"]
+    for index, name in enumerate(RANKING_MODELS):
+        one, two = rates[1][index], rates[2][index]
+        lines.append(f"| {name} | {one:,.0f} | {one / rates[1][0]:.2f} | {two:,.0f} | {two / rates[2][0]:.2f} |")
     return "\n".join(lines)
 
 
@@ -195,7 +273,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["quality", "throughput"])
     parser.add_argument("--epochs", type=int, default=None, help="override every config's epochs")
-    parser.add_argument("--steps", type=int, default=100, help="timed steps per throughput run")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per model and world size (throughput)")
     parser.add_argument("--print-only", action="store_true", help="print the table, do not edit docs/")
     args = parser.parse_args()
     if args.what == "quality":
@@ -204,7 +282,7 @@ def main() -> None:
         body, target = throughput(args.steps), ROOT / "docs/benchmarks.md"
     print(body)
     if not args.print_only:
-        replace_section(target, HEADING, body)
+        replace_section(target, HEADING if args.what == "quality" else THROUGHPUT_HEADING, body)
 
 
 if __name__ == "__main__":

@@ -66,11 +66,7 @@ class DIN(RecModel):
                  embedding_dim: int = 16, device: Optional[torch.device] = None) -> None:
         super().__init__(schema)
         names = self.resolve_features(features)
-        if isinstance(behavior_features, Mapping):
-            self.resolve_features(list(behavior_features) + list(behavior_features.values()))
-        else:
-            self.resolve_features(list(behavior_features))
-        self.pairs = pair_behaviors(schema, names, behavior_features, "DIN")
+        self.pairs = pair_behaviors(schema, names, behavior_features, "DIN")  # checks them against the schema
         self.id_names = id_feature_names(schema, names)
         self.dense = DenseColumns(schema, names)
         histories = [h for _, h in self.pairs]
