@@ -61,13 +61,19 @@ def _config(mode: str, out: str, extra: list[str]):
 
 
 def targets_per_row(mode: str) -> float:
-    """Mean training targets per row of the mode's training file."""
+    """Mean training targets per row of the mode's training file (context-only positions not counted)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
+    from bigrec.data.sequences import window_stride
+    from bigrec.features import Schema
 
     if mode == "per prefix":
         return 1.0
-    lengths = pq.read_table(DATA / "train_sequences.parquet", columns=["hist_item_ids"]).column("hist_item_ids")
-    return sum(len(h) for h in lengths.to_pylist()) / len(lengths)
+    stride = window_stride(Schema.load(DATA / "schema.json"))
+    lengths = pc.list_value_length(pq.read_table(DATA / "train_sequences.parquet",
+                                                 columns=["hist_item_ids"]).column("hist_item_ids")).to_numpy()
+    return float((lengths if stride is None else lengths.clip(max=stride)).mean())
 
 
 def _rows_per_second(mode: str, out: str, steps: int) -> float:
