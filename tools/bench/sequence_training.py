@@ -173,7 +173,12 @@ def _mean_spread(values: list[float]) -> str:
 
 def render(results: dict) -> str:
     lines = ["SASRec on MovieLens-100k (leave-last-out, full softmax over 1,682 items), one rank, one core",
-             "(`OMP_NUM_THREADS=1`), CPU gloo, the real trainer; the modes run interleaved in one script on a",
+             "(`OMP_NUM_THREADS=1`), CPU gloo, the real trainer, `configs/recall/sasrec_ml100k.yaml`. Modes: *per",
+             "prefix* reads `train.parquet` (one row per target, `all_positions: false`, 256 rows per step);",
+             "*one pass* reads `train_sequences.parquet` with overlapping windows (50 items, stride 25: the last",
+             "25 positions are targets, the first ones context only, so a target sees >= 25 earlier items);",
+             "*one pass, disjoint windows* the earlier layout (`--sequence-stride 50`: every position a target, a",
+             "window's first positions see only 1, 2, ... items). The modes run interleaved in one script on a",
              "shared machine, so compare the ratio rather than the absolute rates.",
              "Regenerate: `python tools/bench/sequence_training.py speed`, then `... quality` (3 seeds).", ""]
     if "speed" in results:
