@@ -94,7 +94,10 @@ class TrainerConfig:
     max_steps_per_epoch: Optional[int] = None
     log_every: int = 20
     progress_bar: bool = True
-    pipeline: bool = True  # TrainPipelineSparseDist; False = plain loop
+    # TrainPipelineSparseDist (true) or a plain loop (false); null: the pipeline on CUDA, where it overlaps the
+    # copy and input distribution of the next batch with this one, the plain loop on CPU, where nothing runs
+    # beside the step and the pipeline only adds bookkeeping (docs/benchmarks.md)
+    pipeline: Optional[bool] = None
     checkpoint_every_steps: int = 0  # also checkpoint every N steps (0: only at epoch end); see docs/checkpoints.md
     keep_last: int = 2  # periodic checkpoints kept (best/ and final/ are kept apart)
     resume: str = "none"  # none | auto (newest complete checkpoint in output_dir) | a checkpoint directory;

@@ -53,6 +53,10 @@ def test_keys_and_out_of_core_counting(tmp_path):
     keys, present, wrong = hex_keys(pa.array([b"68fd1e64", b"", b"zz", b"ABC"]))
     assert keys.tolist()[::3] == [0x68FD1E64, 0xABC] and present.tolist() == [True, False, False, True]
     assert wrong.tolist() == [False, False, True, False]
+    words = [b"68fd1e64", b"ABCDEF09", b"0000000g", b"12 45678", b"", b"ffffffff", b"/0:9@AGa"]
+    keys, present, wrong = hex_keys(pa.array(words))  # equal width 8: each value read as one 64-bit word
+    assert wrong.tolist() == [False, False, True, True, False, False, True]
+    assert keys[present].tolist() == [0x68FD1E64, 0xABCDEF09, 0xFFFFFFFF]
     assert str_keys(pa.array(["a"]))[0][0] == 0xAF63DC4C8601EC8C  # FNV-1a 64 of "a"
     rng = np.random.default_rng(0)
     counter = KeyCounter("x", tmp_path, budget_bytes=1 << 20)
@@ -96,7 +100,8 @@ def test_criteo_kaggle_rows_ids_oov_dense_splits_and_bad_lines(tmp_path, capsys)
     out = tmp_path / "out"
     assert run("criteo", "--source", str(path.parent), "--output", str(out), "--valid-fraction", "0.1",
                "--test-fraction", "0.1", "--row-group-size", "8", "--rows-per-file", "16",
-               "vocab.default.min_count=3", "vocab.features.sparse_5.hash_buckets=7") == 0
+               "vocab.default.min_count=3", "vocab.features.sparse_5.hash_buckets=7",
+               "dense.features.dense_3.transform=log1p_standardize") == 0
     printed = capsys.readouterr().out
     assert "skipped 3 bad line(s)" in printed
     for where in ("train.txt:6: wrong number of fields", "train.txt:14: not an integer (column 'I3')",
@@ -111,7 +116,10 @@ def test_criteo_kaggle_rows_ids_oov_dense_splits_and_bad_lines(tmp_path, capsys)
         table = read(out / split)
         assert [r["label"] for r in table] == [float(r[0]) for r in rows]
         for j in range(13):
-            want = [math.log1p(max(float(r[1 + j] or 0), 0.0)) for r in rows]
+            want = np.array([math.log1p(max(float(r[1 + j] or 0), 0.0)) for r in rows])
+            if j == 3:  # standardised by the training rows alone (pass 1 tallies every row, then takes back)
+                train = np.array([math.log1p(max(float(r[4] or 0), 0.0)) for r in expected_split["train"]])
+                want = (want - train.mean()) / train.std()
             assert np.allclose([r[f"dense_{j}"] for r in table], want, atol=1e-6)
         for j in range(26):
             if j == 5:
@@ -120,6 +128,8 @@ def test_criteo_kaggle_rows_ids_oov_dense_splits_and_bad_lines(tmp_path, capsys)
             assert [r[f"sparse_{j}"] for r in table] == want, (split, j)
         assert stats["splits"][split]["rows"] == len(rows)
         assert stats["splits"][split]["label_rate"]["label"] == pytest.approx(np.mean([float(r[0]) for r in rows]))
+    distinct_train = {r[14] for r in expected_split["train"]} - {""}
+    assert schema.metadata["vocabularies"]["sparse_0"]["distinct_values"] == len(distinct_train)
     test_ids = [r["sparse_0"] for r in read(out / "test")]
     present = [i for i in test_ids if i]
     assert stats["features"]["sparse_0"]["oov_rate"]["test"] == pytest.approx(present.count(1) / len(present))

@@ -295,6 +295,7 @@ def test_cpu_plans_keep_tiny_tables_whole_and_config_still_wins(small_schema):
     from bigrec.train.sharding import cpu_sharding_types, plan_sharding
 
     assert cpu_sharding_types(40, world_size=2) == ["table_wise"]
+    assert cpu_sharding_types(5_000_000, world_size=1) == ["table_wise"]
     assert "row_wise" not in cpu_sharding_types(50_000, world_size=64)
 
     def planned(**sharding) -> dict[str, str]:

@@ -145,7 +145,8 @@ def _train_gradnorm(data_dir: str, out_dir: str) -> dict:
         "model": {"name": "ple", "expert_units": [8], "num_experts": 1, "num_layers": 2, "num_shared_experts": 2,
                   "tower_units": [8], "embedding_dim": 8},
         "task": {"loss_weighting": {"name": "gradnorm", "alpha": 1.5}},
-        "trainer": {"output_dir": out_dir, "progress_bar": False, "dense_optimizer": {"name": "adam", "lr": 0.05}},
+        "trainer": {"output_dir": out_dir, "progress_bar": False, "dense_optimizer": {"name": "adam", "lr": 0.05},
+                    "pipeline": True},
         "sharding": {"print_plan": False}})
     trainer = Trainer(config, prepare(config))
     trainer.model.train()

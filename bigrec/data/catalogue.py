@@ -6,7 +6,9 @@ its schema metadata, ``"item_catalogue": "items.parquet"`` (a path relative to
 feature of the schema (``side: item``), with the column types of the splits:
 one row per item, ids unique, in any order. Ids of the item table that the file
 does not list (typically the padding id 0) read as *unknown*: id 0 for a
-single-valued feature, an empty list for a multi-valued one.
+single-valued feature, an empty list for a multi-valued one. Such an item stays a
+candidate (its id embedding scores it); how many ids of ``[1, vocab_size)`` are
+unlisted is printed once when the catalogue is loaded.
 
 The preparers write it with :func:`bigrec.data.parquet_io.write_item_catalogue`.
 Item towers embed the whole corpus from it (full-ranking evaluation, export)
@@ -22,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -116,6 +119,7 @@ class ItemCatalogue:
         if (counts > 1).any():
             raise DataError(path, f"{int((counts > 1).sum())} item id(s) appear more than once (e.g. "
                                   f"{int(unique[counts > 1][0])}); list every item once", column=item_feature)
+        _report_unlisted(path, unique, item.vocab_size)
         order = torch.from_numpy(np.argsort(ids, kind="stable"))
         by_id = torch.from_numpy(ids.copy())
         features = {}
@@ -133,3 +137,11 @@ class ItemCatalogue:
                 table_values[by_id[order]] = values
                 features[feature.name] = (table_values, torch.ones(item.vocab_size, dtype=torch.int32))
         return cls(path, item_feature, item.vocab_size, features)
+
+
+def _report_unlisted(path: str, listed: np.ndarray, vocab_size: int) -> None:
+    """Print how many ids of ``[1, vocab_size)`` the catalogue does not list (rank 0 only; nothing when none)."""
+    missing = (vocab_size - 1) - int(((listed >= 1) & (listed < vocab_size)).sum())
+    if missing > 0 and int(os.environ.get("RANK", "0")) == 0:
+        print(f"{path}: {missing:,} item id(s) of [1, {vocab_size:,}) are not listed; they stay candidates and "
+              f"their item features read as unknown", flush=True)

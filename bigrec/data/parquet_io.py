@@ -98,12 +98,13 @@ class ChunkedParquetWriter:
     ends, so chunk sizes should be multiples of ``row_group_size``.
     """
 
-    def __init__(self, path: str | Path, schema: pa.Schema, row_group_size: int = DEFAULT_ROW_GROUP_SIZE) -> None:
+    def __init__(self, path: str | Path, schema: pa.Schema, row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+                 compression: str = "snappy") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(self.path.name + ".tmp")
         self.row_group_size = _check_row_group_size(row_group_size)
-        self._writer = pq.ParquetWriter(self._tmp, schema)
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression=compression)
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:

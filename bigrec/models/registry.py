@@ -12,7 +12,7 @@ import torch
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
-from bigrec.models.embeddings import embedding_tables
+from bigrec.models.embeddings import FeatureEmbeddings, embedding_tables
 
 _MODELS: dict[str, type[RecModel]] = {}
 M = TypeVar("M", bound=type[RecModel])
@@ -62,6 +62,37 @@ def build_model(name: str, schema: Schema, params: dict, device: Optional[torch.
     if device is not None and torch.device(device).type == "meta":
         _check_meta_parameters_reinitialisable(model)
     return model
+
+
+def build_streamed_model(name: str, schema: Schema, params: dict, device: Optional[torch.device] = None) -> RecModel:
+    """:func:`build_model` on ``schema`` without the histories the model never reads (:func:`unread_sequences`).
+
+    The trainer and the planner build their models this way and stream ``model.schema``:
+    the unread columns are not read, and a table such a history shared with a feature
+    the model does read (MovieLens ``item_id`` and ``hist_item_ids``) becomes a pooled
+    table of the model's ``EmbeddingBagCollection`` instead of an
+    ``EmbeddingCollection`` of its own: one collection (lookup, input distribution)
+    fewer per step. Batches must then come from ``model.schema``.
+    """
+    model = build_model(name, schema, params, device)
+    unread = unread_sequences(model)
+    if not unread:
+        return model
+    return build_model(name, schema.select([f.name for f in schema.features if f.name not in unread]), params, device)
+
+
+def unread_sequences(model: RecModel) -> list[str]:
+    """The schema's sequence features (histories) that a ranking or multi-task ``model`` never looks up.
+
+    Such models only ever read histories through
+    :class:`~bigrec.models.embeddings.FeatureEmbeddings`; recall models, which also
+    read them directly, keep every history.
+    """
+    if model.task == "retrieval":
+        return []
+    read = {name for module in model.modules() if isinstance(module, FeatureEmbeddings)
+            for name in module.sequence_names}
+    return [f.name for f in model.schema.sequence if f.name not in read]
 
 
 def _check_meta_parameters_reinitialisable(model: RecModel) -> None:

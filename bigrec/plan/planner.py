@@ -29,7 +29,7 @@ from torchrec.distributed.types import ShardingPlan
 from bigrec.config import Config
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
-from bigrec.models import build_model
+from bigrec.models import build_streamed_model
 from bigrec.models.embeddings import embedding_tables
 from bigrec.plan.topology import GIB, TopologySpec
 from bigrec.tasks import build_task
@@ -81,7 +81,7 @@ def build_planning_module(config: Config, compute_device: str, optimizer: Option
     cluster); ``compute_device`` is the planned cluster's, not this machine's.
     """
     schema = Schema.load(config.data.resolve("schema"))
-    model = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
+    model = build_streamed_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
     module = build_task(model, schema, config.task).wrap(model)
     optimizer_config = config.trainer.sparse_optimizer
     if optimizer:

@@ -14,7 +14,8 @@ predictions. The trainer holds no branch per task kind: it calls these methods o
 * ``epoch_passes(sharded_model, device, epoch) -> [(split, Metrics)]``: evaluation-mode
   passes the trainer runs before training ``epoch`` (each split's batches fed to its
   ``Metrics``, then ``compute()``), e.g. the retrieval task's offline hard-negative
-  mining; most tasks return none.
+  mining; most tasks return none. Not run when a resume starts mid-epoch: what they
+  prepare must live in checkpointed state.
 * optionally ``check_labels(table, path)``: raises a DataError for label values the
   task cannot take; the data stream calls it on every slice it reads (so with
   ``data.validate`` every row is checked before any process group exists).

@@ -81,7 +81,8 @@ def check_dense_optimizer(config: OptimizerConfig) -> str:
 def make_dense_optimizer(model: nn.Module, config: OptimizerConfig) -> KeyedOptimizer:
     name = check_dense_optimizer(config)
     params = dict(in_backward_optimizer_filter(model.named_parameters()))
-    return KeyedOptimizerWrapper(params, lambda p: DENSE_OPTIMIZERS[name](p, **_kwargs(config, name)))
+    # one fused kernel per step over all parameters (same update as the per-tensor loop, on CPU and CUDA)
+    return KeyedOptimizerWrapper(params, lambda p: DENSE_OPTIMIZERS[name](p, **_kwargs(config, name), fused=True))
 
 
 def make_optimizer(sharded_model: nn.Module, config: OptimizerConfig) -> CombinedOptimizer:

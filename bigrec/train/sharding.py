@@ -138,9 +138,11 @@ def cpu_sharding_types(rows: int, world_size: int) -> list[str]:
     kernel runs TorchRec's Python optimizer instead of fbgemm's, and on MovieLens-100k
     it lost 0.005 test AUC (``docs/benchmarks.md``); it is also broken for
     ``EmbeddingCollection`` tables on CPU. Larger tables keep the planner's choice
-    among :func:`pruned_sharding_types`.
+    among :func:`pruned_sharding_types`, except on one rank, where every table is
+    table-wise (a row or grid split of a one-rank job only adds bucketing and a second
+    sharded lookup).
     """
-    if rows <= MAX_REPLICATED_ROWS:
+    if rows <= MAX_REPLICATED_ROWS or world_size == 1:
         return [ShardingType.TABLE_WISE.value]
     return pruned_sharding_types(rows, world_size)
 

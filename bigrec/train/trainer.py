@@ -49,7 +49,7 @@ from bigrec.data.labels import binary_labels
 from bigrec.data.stream import ParquetBatches, make_loader, open_split, validate_rank_data
 from bigrec.errors import ConfigError, Preempted
 from bigrec.features import Schema
-from bigrec.models import build_model
+from bigrec.models import build_model, build_streamed_model
 from bigrec.tasks import build_task
 from bigrec.train import sharding
 from bigrec.train import checkpoint
@@ -80,7 +80,8 @@ def prepare(config: Config) -> Prepared:
     if not config.data.path and not os.path.exists(config.data.train):
         raise ConfigError("data.path is not set")
     schema = Schema.load(config.data.resolve("schema"))
-    probe = build_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
+    probe = build_streamed_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
+    schema = probe.schema  # without the histories the model never reads
     task = build_task(probe, schema, config.task, config.data)
     check_train_layout(schema, config.data.train, getattr(probe, "all_positions", False), config.model.name)
     check_sparse_optimizer(config.trainer.sparse_optimizer, env.compute_device)
@@ -177,7 +178,8 @@ class Trainer:
         return plan
 
     def _make_pipeline(self):
-        if not self.config.trainer.pipeline:
+        pipelined = self.config.trainer.pipeline
+        if not (pipelined if pipelined is not None else self.env.device.type == "cuda"):
             return None
         return TrainPipelineSparseDist(self.model, self.optimizer, self.env.device, execute_all_batches=True)
 
@@ -191,10 +193,12 @@ class Trainer:
                     yield self.pipeline.progress(iterator)
                 except StopIteration:
                     return
+        on_cpu = self.env.device.type == "cpu"  # batches are read on the CPU: no copy
         for batch in iterator:
-            batch = batch.to(self.env.device)
+            if not on_cpu:
+                batch = batch.to(self.env.device)
             if self.model.training:
-                self.optimizer.zero_grad()
+                self.optimizer.zero_grad(set_to_none=True)
                 loss, output = self.model(batch)
                 loss.backward()
                 self.optimizer.step()
@@ -212,7 +216,8 @@ class Trainer:
     def train_epoch(self, epoch: int, start_batch: int = 0) -> float:
         """Train ``epoch`` from batch ``start_batch`` on (0 unless resuming mid-epoch)."""
         dataset = self.splits["train"]
-        for split, metrics in self.task.epoch_passes(self.model, self.env.device, epoch):
+        passes = self.task.epoch_passes(self.model, self.env.device, epoch) if start_batch == 0 else []
+        for split, metrics in passes:  # a mid-epoch resume keeps what the checkpoint holds (e.g. mined negatives)
             self.splits[split].set_position(epoch, 0)
             self._print(f"epoch {epoch + 1}: {split} pass: {self.run_pass(split, metrics)}")
         dataset.set_position(epoch, start_batch)

@@ -12,22 +12,22 @@ from bigrec.models.ranking.deepfm import DeepFM, factorization_machine
 
 
 class _Zero(nn.Module):
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch, rows=None) -> torch.Tensor:
         return torch.zeros(batch.batch_size)
 
 
 def mechanism(model: DeepFM, batch) -> None:
     """The FM term varies by row, and removing the first-order part changes the logits by exactly it."""
     with torch.no_grad():
-        fm = factorization_machine(model.fields(batch))
-        assert fm.std() > 0
+        fields, first = model.fields.with_first_order(batch)
+        assert factorization_machine(fields).std() > 0
         before = model(batch).logits
-        first_order = model.first_order
-        model.first_order = _Zero()
+        first_order = model.fields.first_order
+        model.fields.first_order = _Zero()
         without = model(batch).logits
-        model.first_order = first_order
-        assert torch.allclose(before - without, first_order(batch), atol=1e-5)
-        assert first_order(batch).std() > 0
+        model.fields.first_order = first_order
+        assert torch.allclose(before - without, first, atol=1e-5)
+        assert first.std() > 0
 
 
 def test_factorization_machine_is_the_sum_of_pairwise_inner_products():

@@ -98,3 +98,32 @@ def test_margin_loss_adds_the_mined_triplet():
     # row 0: random negative = row 1's target (score 0) -> 0; mined 0.8 -> 0.5 - 1 + 0.8 = 0.3
     # row 1: positive 0, random negative row 0's target (1) -> 1.5; mined 0.8 -> 1.3
     assert value.item() == pytest.approx((0.3 + 1.5 + 1.3) / 2)
+
+
+def test_mined_negatives_are_checkpointed_and_a_mid_epoch_resume_keeps_them(tmp_path):
+    """The mined table is checkpointed: a run resumed mid-epoch trains on it, without mining again."""
+    from bigrec.testing import SYNTHETIC_SETS
+    from bigrec.train.distributed import destroy_process_group
+    from bigrec.train.trainer import Trainer, prepare
+    from tests.models.recall_helpers import run_config
+
+    SYNTHETIC_SETS["interests"](tmp_path / "data", 0)
+    model = {"name": "facebook_dssm", "user_features": ["hist_item_ids"], "hidden_units": [16, 8], "embedding_dim": 8}
+    config = run_config(model, tmp_path / "data", tmp_path / "run",
+                        {"loss": "margin", "num_negatives": 8, "mining": "offline", "mined_start": 2,
+                         "mined_count": 4}, epochs=2)
+    config.trainer.max_steps_per_epoch, config.trainer.checkpoint_every_steps = 3, 5  # saved mid-epoch 2
+    try:
+        first = Trainer(config, prepare(config))
+        first.train_epoch(0)
+        first.train_epoch(1)  # mines before it
+        mined = first.model.module.loss_fn.miner.mined.clone()
+        assert (mined >= 0).any()
+        config.trainer.resume = "auto"
+        resumed = Trainer(config, prepare(config))
+        assert (resumed.progress.epoch, resumed.progress.batches_done) == (1, 2)
+        assert torch.equal(resumed.model.module.loss_fn.miner.mined, mined)
+        resumed.task.epoch_passes = lambda *_: pytest.fail("a mid-epoch resume mined again")
+        resumed.train_epoch(1, 2)
+    finally:
+        destroy_process_group()

@@ -127,10 +127,13 @@ def test_mind_export_and_retrieve_merge_the_interests(tmp_path):
 
 
 def test_multi_interest_beats_a_single_vector(interests_data):
-    """Users with 4 disjoint interests: K = 4 capsules beat K = 1 of the same size (same data, budget)."""
+    """Users with 4 disjoint interests: K = 4 capsules beat K = 1 of the same size (same data, budget).
+
+    5 epochs (seed 0): K = 1 0.222, K = 4 0.291; K = 4 with its 4 capsules replaced by their mean (the
+    mechanism removed) 0.189. Fewer epochs, users or shorter histories leave K = 4 behind K = 1."""
     params = {"routing_iterations": 3, "hidden_size": 32, "embedding_dim": 16, "attention_power": 20.0}
-    single = fit_and_evaluate(interests_data, "mind", {**params, "num_interests": 1}, epochs=8, lr=0.03)
-    multi = fit_and_evaluate(interests_data, "mind", {**params, "num_interests": 4}, epochs=8, lr=0.03)
+    single = fit_and_evaluate(interests_data, "mind", {**params, "num_interests": 1}, epochs=5, lr=0.03)
+    multi = fit_and_evaluate(interests_data, "mind", {**params, "num_interests": 4}, epochs=5, lr=0.03)
     print({"k1": single["recall@10"], "k4": multi["recall@10"]})
     assert multi["recall@10"] > single["recall@10"] + 0.04
     assert single["recall@10"] > 0.1  # both learn (most popular: about 0.02)

@@ -1,18 +1,23 @@
 """Criteo converter at scale: throughput and peak memory against input size, and against pyarrow.csv.
 
-    python tools/bench/convert_bench.py [--lines 1000000 10000000] [--memory-mb 1024] [--workdir DIR]
+    python tools/bench/convert_bench.py [--lines 1000000 10000000] [--memory-mb 1024] [--repeats 3] [--workdir DIR]
 
 Generates Kaggle-layout ``train.txt`` files (label, 13 integers with missing and
 negative values, 26 hex columns with Zipf-distributed values from vocabularies
 of 10 to 1,000,000 values), then for each size runs, each in a fresh process:
 
-* ``pyarrow.csv.open_csv`` streaming the same file alone (the same column types:
-  14 int64, 26 binary), the baseline;
-* ``bigrec data criteo`` (parse, count, encode, write; ``--memory-mb`` cap).
+* ``pyarrow.csv.open_csv`` streaming the same file alone (14 int64 and 26 binary
+  columns, 16 MiB blocks, ``use_threads=True``), the baseline;
+* ``bigrec data criteo`` (parse, count, encode, write; ``--memory-mb`` cap,
+  ``--workers`` threads, its default 2).
 
 and prints rows/s (wall clock), CPU seconds per million rows (user + system: the
-figure that survives a shared machine), the ratios to the baseline and the peak
-RSS of each process.
+figure that survives a shared machine), the ratios to the baseline, the peak RSS
+of each process and the 1-minute load average when the runs started. The two
+alternate ``--repeats`` times and the best of each is kept; each run's figures are
+saved under ``WORKDIR/results`` and not run again. Like with like: both may use
+two threads (the baseline Arrow's pool, ``use_threads=True``; the converter
+``--workers 2``).
 Flat converter RSS as the input grows is the point: memory follows the cap, not
 the data.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -93,11 +99,30 @@ def run(code: str, args: list[str]) -> str:
     return done.stdout
 
 
+def measure(what: str, raw: Path, root: Path, memory_mb: int, workers: int) -> dict:
+    """One fresh-process run of the baseline or the converter: rows, wall seconds, CPU seconds, peak RSS."""
+    load = os.getloadavg()[0]
+    if what == "pyarrow.csv":
+        rows, seconds, rss, cpu = run(BASELINE, [str(raw)]).split()
+        return {"rows": int(rows), "seconds": float(seconds), "rss": int(rss), "cpu": float(cpu), "load": load}
+    out = root / f"out_{raw.stem}"
+    shutil.rmtree(out, ignore_errors=True)
+    last = run(CONVERTER, ["criteo", "--source", str(raw), "--output", str(out), "--no-progress",
+                           "--memory-mb", str(memory_mb), "--workers", str(workers)]).strip().splitlines()[-1].split()
+    rows = sum(e["rows"] for e in json.loads((out / "stats.json").read_text())["splits"].values())
+    shutil.rmtree(out, ignore_errors=True)
+    return {"rows": rows, "seconds": float(last[1]), "rss": int(last[2]), "cpu": float(last[3]), "load": load}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--memory-mb", type=int, default=1024)
-    parser.add_argument("--workdir", help="where the generated files go (default: a temporary directory)")
+    parser.add_argument("--workers", type=int, default=2, help="converter threads (the baseline reader uses "
+                                                               "Arrow's thread pool, use_threads=True)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; the best is kept")
+    parser.add_argument("--workdir", help="where the generated files and per-run results go (default: a "
+                                          "temporary directory); runs already recorded there are skipped")
     args = parser.parse_args()
     root = Path(args.workdir or tempfile.mkdtemp(prefix="convert_bench"))
     results = []
@@ -109,28 +134,37 @@ def main() -> None:
                 generate(raw, lines)
                 print(f"generated {lines:,} lines ({raw.stat().st_size / 2**20:,.0f} MiB) in "
                       f"{time.perf_counter() - started:.0f}s", flush=True)
-            rows, base_s, base_rss, base_cpu = run(BASELINE, [str(raw)]).split()
-            out = root / f"out_{lines}"
-            shutil.rmtree(out, ignore_errors=True)
-            last = run(CONVERTER, ["criteo", "--source", str(raw), "--output", str(out), "--no-progress",
-                                   "--memory-mb", str(args.memory_mb)]).strip().splitlines()[-1].split()
-            seconds, rss, cpu = float(last[1]), int(last[2]), float(last[3])
-            written = sum(e["rows"] for e in json.loads((out / "stats.json").read_text())["splits"].values())
-            assert written == int(rows), (written, rows)
-            results.append((lines, raw.stat().st_size, int(rows) / float(base_s), int(base_rss), written / seconds, rss,
-                            float(base_cpu) / int(rows) * 1e6, cpu / written * 1e6))
-            shutil.rmtree(out, ignore_errors=True)
-            print(results[-1], flush=True)
+            runs: dict[str, list[dict]] = {"pyarrow.csv": [], "bigrec": []}
+            for repeat in range(args.repeats):
+                for what in runs:
+                    record = root / "results" / f"{lines}-{what}-w{args.workers}-m{args.memory_mb}-{repeat}.json"
+                    if not record.exists():
+                        record.parent.mkdir(parents=True, exist_ok=True)
+                        record.write_text(json.dumps(measure(what, raw, root, args.memory_mb, args.workers)))
+                    runs[what].append(json.loads(record.read_text()))
+                    print(lines, what, runs[what][-1], flush=True)
+            base, conv = runs["pyarrow.csv"], runs["bigrec"]
+            assert all(r["rows"] == base[0]["rows"] for r in base + conv), "row counts differ"
+            results.append((lines, raw.stat().st_size, base, conv))
     finally:
         if not args.workdir:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\nmemory cap {args.memory_mb} MiB\n")
+    print(f"\nmemory cap {args.memory_mb} MiB, converter --workers {args.workers}, best of {args.repeats} "
+          "alternating runs each\n")
     print("| lines | input MiB | pyarrow.csv rows/s | bigrec rows/s | ratio | pyarrow.csv CPU s / 1M rows "
-          "| bigrec CPU s / 1M rows | CPU ratio | pyarrow.csv peak RSS MiB | bigrec peak RSS MiB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for lines, size, base, base_rss, rate, rss, base_cpu, cpu in results:
-        print(f"| {lines:,} | {size / 2**20:,.0f} | {base:,.0f} | {rate:,.0f} | {rate / base:.2f} | {base_cpu:.1f} | "
-              f"{cpu:.1f} | {base_cpu / cpu:.2f} | {base_rss / 2**20:,.0f} | {rss / 2**20:,.0f} |")
+          "| bigrec CPU s / 1M rows | CPU ratio | pyarrow.csv peak RSS MiB | bigrec peak RSS MiB | load average |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for lines, size, base, conv in results:
+        rows = base[0]["rows"]
+        base_rate = rows / min(r["seconds"] for r in base)
+        rate = rows / min(r["seconds"] for r in conv)
+        base_cpu = min(r["cpu"] for r in base) / rows * 1e6
+        cpu = min(r["cpu"] for r in conv) / rows * 1e6
+        loads = [r["load"] for r in base + conv]
+        print(f"| {lines:,} | {size / 2**20:,.0f} | {base_rate:,.0f} | {rate:,.0f} | {rate / base_rate:.2f} | "
+              f"{base_cpu:.2f} | {cpu:.2f} | {base_cpu / cpu:.2f} | {max(r['rss'] for r in base) / 2**20:,.0f} | "
+              f"{max(r['rss'] for r in conv) / 2**20:,.0f} | {min(loads):.1f}-{max(loads):.1f} |")
+
 
 if __name__ == "__main__":
     main()

@@ -20,6 +20,7 @@ from torch import nn
 from bigrec.batch import Batch
 from bigrec.features import Schema
 from bigrec.models import build_model
+from bigrec.models.inputs import FieldInput, FirstOrder
 from bigrec.models.layers import MLP
 
 
@@ -52,10 +53,13 @@ class PlainDeepFM(nn.Module):
         super().__init__()
         layout = build_model("deepfm", schema, {"features": features, "hidden_units": list(hidden_units),
                                                 "embedding_dim": embedding_dim}, device=torch.device("meta"))
-        self.names = layout.fields.id_names
+        meta = torch.device("meta")
+        fields = FieldInput(schema, layout.fields.id_names, embedding_dim, device=meta)
+        linear = FirstOrder(schema, layout.fields.id_names, device=meta)
+        self.names = fields.id_names
         self.dense_index = layout.fields.dense.index
-        self.embeddings, self.tables = _bags(layout.fields.embeddings, schema)
-        self.linear, self.linear_tables = _bags(layout.first_order.weights, schema)
+        self.embeddings, self.tables = _bags(fields.embeddings, schema)
+        self.linear, self.linear_tables = _bags(linear.weights, schema)
         width = len(self.dense_index)
         self.dense_field = nn.Linear(width, embedding_dim) if width else None
         self.dense_linear = nn.Linear(width, 1) if width else None
@@ -93,12 +97,12 @@ class PlainDeepFM(nn.Module):
 
 
 class PlainTrainer:
-    """One training step of :class:`PlainDeepFM`: BCE loss, sparse Adagrad + dense Adam."""
+    """One training step of :class:`PlainDeepFM`: BCE loss, sparse Adagrad + dense (fused) Adam."""
 
     def __init__(self, model: PlainDeepFM, sparse_lr: float = 0.05, dense_lr: float = 0.001) -> None:
         self.model = model
         self.sparse = torch.optim.Adagrad(model.sparse_parameters(), lr=sparse_lr)
-        self.dense = torch.optim.Adam(model.dense_parameters(), lr=dense_lr)
+        self.dense = torch.optim.Adam(model.dense_parameters(), lr=dense_lr, fused=True)
         self.loss = nn.BCEWithLogitsLoss()
 
     def step(self, batch: Batch) -> torch.Tensor:

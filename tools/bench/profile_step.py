@@ -54,7 +54,7 @@ def traced_batches(batches: Iterator) -> Iterator:
         yield batch
 
 
-def profile_trainer(trainer, steps: int, warmup: int) -> str:
+def profile_trainer(trainer, steps: int, warmup: int, top: int = 15) -> str:
     """Train ``warmup`` then ``steps`` steps under the profiler; a markdown table of ms per step."""
     from bigrec.data.stream import make_loader
 
@@ -81,7 +81,7 @@ def profile_trainer(trainer, steps: int, warmup: int) -> str:
     for label, ms in sorted(totals.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {label} | {ms / steps:.2f} | {ms / (wall * 1e3):.0%} |")
     lines.append(f"| **step (wall, under the profiler)** | **{wall * 1e3 / steps:.2f}** | |")
-    top = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]
+    top = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
     lines.append("\nTop events by self CPU time (ms per step):\n")
     lines += [f"- `{e.key}`: {e.self_cpu_time_total / 1e3 / steps:.3f} ({category(e.key)})" for e in top]
     return "\n".join(lines)

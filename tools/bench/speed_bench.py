@@ -3,15 +3,20 @@
     python tools/bench/speed_bench.py ml100k    [--batch-size 256] [--steps 200]
     python tools/bench/speed_bench.py synthetic [--batch-size 2048] [--steps 60] [--rows 300000]
     python tools/bench/speed_bench.py scaling   [--data ml100k|synthetic] [--batch-size 512]
-    python tools/bench/speed_bench.py profile   [--data ml100k|synthetic] [--batch-size 256]
+    python tools/bench/speed_bench.py profile   [--data ml100k|synthetic] [--batch-size 256] [--top 15]
 
-``ml100k`` / ``synthetic``: one rank, one thread, the real trainer (planner, DMP,
-pipeline) and :mod:`plain_deepfm` read the same ``Batch`` stream in one process;
-timed windows alternate (bigrec, plain) three times and the best of each counts.
-``scaling``: 1-rank and 2-rank trainer runs alternate, three of each.
-``profile``: torch.profiler over pipelined steps, self CPU time per category.
-MovieLens-100k is read from ``data/ml-100k/ranking`` (``make data``); the synthetic
-set (26 tables, >= 10M rows) is generated into a temporary directory.
+``ml100k`` / ``synthetic``: one rank, one thread, the real trainer (planner, DMP, the
+step loop the trainer uses on this device) and :mod:`plain_deepfm` read the same
+``Batch`` stream in one process; timed windows alternate (bigrec, plain) three times
+and the best of each counts, per wall second and per CPU second of the process (on a
+loaded machine the CPU-second rates hold still where wall-second rates swing).
+``scaling``: 1-rank and 2-rank trainer runs alternate, three of each (wall seconds:
+an idle machine is needed).
+``profile``: torch.profiler over training steps, self CPU time per category.
+MovieLens-100k is read from ``data/ml-100k/ranking`` (``make data``; the environment
+variable ``BIGREC_BENCH_ML100K`` points elsewhere); the synthetic set (26 tables,
+>= 10M rows) is generated into a temporary directory. ``BIGREC_BENCH_SET`` holds
+config overrides for the trainer (e.g. ``"trainer.pipeline=true"``).
 """
 
 from __future__ import annotations
@@ -30,23 +35,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bigrec.data.synthetic import default_cardinalities, generate_criteo_like  # noqa: E402
 from bigrec.testing import run_ranks  # noqa: E402
 
-ML100K = "data/ml-100k/ranking"
+ML100K = os.environ.get("BIGREC_BENCH_ML100K", "data/ml-100k/ranking")
 ML100K_PARAMS = {"features": ["user_id", "item_id", "gender", "age", "occupation", "zip3", "genres", "year"],
                  "hidden_units": [256, 128], "embedding_dim": 16}
 SYNTHETIC_PARAMS = {"hidden_units": [512, 256, 64], "embedding_dim": 16}
 SYNTHETIC_MAX_ROWS = 4_500_000  # 26 tables spread geometrically from 10 rows to this: 11.1M rows in all
 WARMUP = 10
+OVERRIDES: list[str] = [o for o in os.environ.get("BIGREC_BENCH_SET", "").split() if o]  # e.g. trainer.pipeline=false
 
 
 def trainer_config(data_dir: str, out_dir: str, batch_size: int, params: dict):
-    from bigrec.config import config_from_dict
+    from bigrec.config import apply_overrides, config_from_dict
 
-    return config_from_dict({
+    return config_from_dict(apply_overrides({
         "data": {"path": data_dir, "batch_size": batch_size, "validate": False, "valid": None, "test": None},
         "model": {"name": "deepfm", **params},
         "trainer": {"epochs": 1, "output_dir": out_dir, "progress_bar": False},
         "sharding": {"print_plan": False},
-    })
+    }, OVERRIDES))
 
 
 def endless(dataset) -> Iterator:
@@ -58,10 +64,12 @@ def endless(dataset) -> Iterator:
         yield from make_loader(dataset)
 
 
-def timed(run_steps, steps: int) -> float:
-    started = time.perf_counter()
+def timed(run_steps, steps: int) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, all its threads) of ``steps`` steps; with one thread per
+    process, CPU seconds hardly move with the machine's load, wall seconds do."""
+    wall, cpu = time.perf_counter(), time.process_time()
     run_steps(steps)
-    return time.perf_counter() - started
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def measure(data_dir: str, out_dir: str, batch_size: int, steps: int, params: dict, repeats: int,
@@ -92,11 +100,14 @@ def measure(data_dir: str, out_dir: str, batch_size: int, steps: int, params: di
     for run in runs.values():
         run(WARMUP)
     rates = {name: [] for name in runs}
+    cpu_rates = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            rates[name].append(steps * batch_size * world / timed(run, steps))
+            wall, cpu = timed(run, steps)
+            rates[name].append(steps * batch_size * world / wall)
+            cpu_rates[name].append(steps * batch_size * world / cpu)
     trainer.close()
-    return {"rates": rates, "plan": {t: (s.sharding_type, s.compute_kernel) for m in trainer.plan.plan.values()
+    return {"rates": rates, "cpu_rates": cpu_rates, "plan": {t: (s.sharding_type, s.compute_kernel) for m in trainer.plan.plan.values()
                                      for t, s in m.items()}}
 
 
@@ -117,13 +128,15 @@ def compare(args: argparse.Namespace) -> None:
         data_dir, params = data_set(args.command, tmp, args.rows)
         [result] = run_ranks(measure, 1, data_dir, str(Path(tmp) / "run"), args.batch_size, args.steps, params,
                              args.repeats, True)
-    bigrec, plain = max(result["rates"]["bigrec"]), max(result["rates"]["plain"])
     print(f"{args.command}: {args.batch_size} rows per step, 1 rank x 1 thread, {args.steps} steps per window, "
           f"best of {args.repeats} alternating; load average {os.getloadavg()[0]:.1f}")
-    print("| trainer | samples/s (best) | all windows | ratio to plain |\n|---|---:|---|---:|")
-    for name, best in (("plain PyTorch", plain), ("bigrec", bigrec)):
-        windows = result["rates"]["plain" if name.startswith("plain") else "bigrec"]
-        print(f"| {name} | {best:,.0f} | {', '.join(f'{r:,.0f}' for r in windows)} | {best / plain:.2f} |")
+    print("| trainer | samples/s per wall second (best) | all windows | ratio to plain "
+          "| samples/s per CPU second (best) | ratio to plain |\n|---|---:|---|---:|---:|---:|")
+    wall, cpu = result["rates"], result["cpu_rates"]
+    for label, name in (("plain PyTorch", "plain"), ("bigrec", "bigrec")):
+        print(f"| {label} | {max(wall[name]):,.0f} | {', '.join(f'{r:,.0f}' for r in wall[name])} "
+              f"| {max(wall[name]) / max(wall['plain']):.2f} | {max(cpu[name]):,.0f} "
+              f"| {max(cpu[name]) / max(cpu['plain']):.2f} |")
     print("plan:", result["plan"])
 
 
@@ -148,20 +161,21 @@ def scaling(args: argparse.Namespace) -> None:
 def profile(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, params = data_set(args.data, tmp, args.rows)
-        [table] = run_ranks(profile_rank, 1, data_dir, str(Path(tmp) / "run"), args.batch_size, args.steps, params)
+        [table] = run_ranks(profile_rank, 1, data_dir, str(Path(tmp) / "run"), args.batch_size, args.steps, params,
+                            args.top)
     print(f"{args.data}: one bigrec step of {args.batch_size} rows (1 rank x 1 thread), mean over {args.steps} "
           f"profiled steps; load average {os.getloadavg()[0]:.1f}")
     print(table)
 
 
-def profile_rank(data_dir: str, out_dir: str, batch_size: int, steps: int, params: dict) -> str:
+def profile_rank(data_dir: str, out_dir: str, batch_size: int, steps: int, params: dict, top: int) -> str:
     from profile_step import profile_trainer
     from bigrec.train.trainer import Trainer, prepare
 
     config = trainer_config(data_dir, out_dir, batch_size, params)
     trainer = Trainer(config, prepare(config))
     try:
-        return profile_trainer(trainer, steps, WARMUP)
+        return profile_trainer(trainer, steps, WARMUP, top)
     finally:
         trainer.close()
 
@@ -174,6 +188,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=300_000, help="rows of the synthetic data set")
+    parser.add_argument("--top", type=int, default=15, help="profile: events listed by self CPU time")
     args = parser.parse_args()
     big = args.command == "synthetic" or (args.command != "ml100k" and args.data == "synthetic")
     args.batch_size = args.batch_size or (2048 if big else 256)

@@ -199,7 +199,8 @@ def convert(settings: Settings, args, bad: BadInput) -> dict:
             "vocabularies": {n: v.metadata([n]) for n, v in vocabs.items()}})
         stats = Stats(list(LABELS), {f.name: f.vocab_size for f in features},
                       {n for n, v in vocabs.items() if v.oov_id is not None}, [])
-        writers = open_split_writers(out.path, settings.rows_per_file, settings.row_group_size, stats)
+        writers = open_split_writers(out.path, settings.rows_per_file, settings.row_group_size, stats,
+                                 compression=settings.compression)
         for kind in ("train", "test"):
             for table in _joined(spills[f"sample_skeleton_{kind}"], spills[f"common_features_{kind}"]):
                 encoded = _encode(table, features, vocabs)

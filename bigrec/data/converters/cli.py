@@ -7,8 +7,9 @@ import importlib
 from pathlib import Path
 
 from bigrec.data.converters.badinput import BadInput
-from bigrec.data.converters.common import Settings, print_summary
+from bigrec.data.converters.common import Settings, fix_heap_growth, print_summary
 
+PARQUET_CODECS = ("snappy", "zstd", "lz4", "gzip", "none")
 # name -> (module, one-line help)
 CONVERTERS = {
     "criteo": ("criteo", "Criteo Kaggle train.txt or 1TB day_0..day_23 -> sharded Parquet (CTR)"),
@@ -45,6 +46,8 @@ def add_scale_arguments(parser: argparse.ArgumentParser, positive_int) -> None:
     parser.add_argument("--partitions", type=positive_int, default=0,
                         help="spill partitions of the sequence / join converters (default: from the memory cap "
                              "and the input size)")
+    parser.add_argument("--compression", default="snappy", choices=PARQUET_CODECS,
+                        help="Parquet codec of the output files (default snappy)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--config", help="preprocessing YAML (vocab / dense per feature; see docs/data.md)")
     parser.add_argument("overrides", nargs="*", help="preprocessing overrides, e.g. vocab.default.min_count=5 "
@@ -56,7 +59,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     strict=args.strict, rows_per_file=args.rows_per_file, row_group_size=args.row_group_size,
                     embedding_dim=args.embedding_dim, workers=args.workers, progress=not args.no_progress,
                     temp_dir=args.temp_dir, seed=args.seed, config=args.config, overrides=list(args.overrides),
-                    partition_count=args.partitions)
+                    partition_count=args.partitions, compression=args.compression)
 
 
 def register(commands, positive_int) -> None:
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"bigrec.data.converters.{CONVERTERS[args.converter][0]}")
     settings = settings_from(args)
     bad = BadInput(strict=settings.strict)
+    fix_heap_growth()
     results = module.convert(settings, args, bad)
     print_summary(args.converter, settings.output, results, bad)
     return 0
@@ -81,6 +85,7 @@ def run_movielens_large(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     bad = BadInput(strict=settings.strict)
+    fix_heap_growth()
     results = convert_movielens(settings, args.history_len, bad)
     print_summary("movielens", settings.output, results, bad)
     return 0

@@ -39,6 +39,7 @@ class Settings:
     config: str | None = None
     overrides: list = field(default_factory=list)
     partition_count: int = 0  # spill partitions; 0 = from the memory cap and the input size
+    compression: str = "snappy"  # Parquet codec of the output files
 
     @property
     def cap_bytes(self) -> int:
@@ -62,19 +63,39 @@ class Settings:
         return int(min(1024, 1 << max(0, int(np.ceil(np.log2(max(needed, 1)))))))
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def fix_heap_growth(threshold: int = MiB) -> None:
+    """Have glibc serve every allocation of ``threshold`` bytes or more (NumPy's arrays of a block) by ``mmap``,
+    returned to the system when freed. Left alone, glibc raises that threshold each time such a block is freed,
+    and from then on keeps the freed blocks in its heaps: a converter's RSS then grows with the input (measured:
+    +174 MiB from 1M to 10M Criteo lines) although what it holds does not. Process-wide; a no-op without glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, int(threshold))
+    except (AttributeError, OSError, TypeError):
+        pass
+
+
 class SpillFile:
-    """Record batches appended to one Arrow IPC stream on disk, read back in order."""
+    """Record batches appended to one Arrow IPC stream on disk (dictionaries may change from batch to batch),
+    read back in order: all, or chosen ones."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._writer = None
         self.rows = 0
+        self.batch_rows: list[int] = []  # rows of every record batch written, in order
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pa.ipc.new_stream(str(self.path), table.schema)
-        self._writer.write(table)
+        for batch in table.to_batches() if isinstance(table, pa.Table) else [table]:
+            self._writer.write_batch(batch)
+            self.batch_rows.append(batch.num_rows)
         self.rows += table.num_rows
 
     def close(self) -> None:
@@ -82,11 +103,15 @@ class SpillFile:
             self._writer.close()
             self._writer = None
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def batches(self, indices: list[int] | None = None) -> Iterator[pa.RecordBatch]:
+        """Every batch in order, or those of ``indices`` (ascending; the others are read past)."""
         if not self.path.exists():
             return
+        wanted = None if indices is None else set(indices)
         with pa.OSFile(str(self.path), "rb") as source:
-            yield from pa.ipc.open_stream(source)
+            for i, batch in enumerate(pa.ipc.open_stream(source)):
+                if wanted is None or i in wanted:
+                    yield batch
 
     def read_all(self) -> pa.Table | None:
         batches = list(self.batches())

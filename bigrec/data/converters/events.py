@@ -132,7 +132,8 @@ def run_sequences(plan: SequencePlan, settings: Settings, options, bad: BadInput
                                    vocabularies={v: vocab.metadata(plan.vocab_features[v]) for v, vocab in vocabs.items()})
             stats[name] = Stats(schema.labels, {f.name: f.vocab_size for f in schema.id_features}, with_oov,
                                 [f.name for f in schema.dense])
-            writers = open_split_writers(out.path / name, settings.rows_per_file, settings.row_group_size, stats[name])
+            writers = open_split_writers(out.path / name, settings.rows_per_file, settings.row_group_size, stats[name],
+                                         compression=settings.compression)
             layouts.append(Layout(name, split, writers, negatives))
         progress = Progress(events, f"{plan.source.name}: histories", settings.progress, unit="events")
         try:

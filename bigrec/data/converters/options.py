@@ -76,16 +76,32 @@ class RunningMoments:
     m2: float = 0.0
 
     def add(self, values: np.ndarray) -> None:
-        n = values.size
-        if not n:
+        if values.size:
+            mean = float(values.mean())
+            self.merge(RunningMoments(int(values.size), mean, float(((values - mean) ** 2).sum())))
+
+    def merge(self, other: "RunningMoments") -> None:
+        """Add the values ``other`` has seen."""
+        if not other.count:
             return
-        mean = float(values.mean())
-        m2 = float(((values - mean) ** 2).sum())
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.count * n / total
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.m2 += other.m2 + delta * delta * self.count * other.count / total
+        self.mean += delta * other.count / total
         self.count = total
+
+    def remove(self, other: "RunningMoments") -> None:
+        """Take back the values ``other`` has seen (a part of those added): the inverse of :meth:`merge`."""
+        if not other.count:
+            return
+        rest = self.count - other.count
+        if rest <= 0:
+            self.count, self.mean, self.m2 = 0, 0.0, 0.0
+            return
+        mean = (self.count * self.mean - other.count * other.mean) / rest
+        delta = other.mean - mean
+        self.m2 = max(self.m2 - other.m2 - delta * delta * rest * other.count / self.count, 0.0)
+        self.mean, self.count = mean, rest
 
     @property
     def std(self) -> float:

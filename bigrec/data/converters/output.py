@@ -78,12 +78,12 @@ class SplitWriter:
     """
 
     def __init__(self, directory: Path, rows_per_file: int, row_group_size: int, stats: "Stats | None" = None,
-                 split: str = "") -> None:
+                 split: str = "", compression: str = "snappy") -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.row_group_size = int(row_group_size)
         self.rows_per_file = max(1, -(-int(rows_per_file) // self.row_group_size)) * self.row_group_size
-        self.stats, self.split = stats, split
+        self.stats, self.split, self.compression = stats, split, compression
         self.rows = 0
         self.files = 0
         self._buffer: list[pa.Table] = []
@@ -115,7 +115,7 @@ class SplitWriter:
         if self._writer is None or self._file_rows >= self.rows_per_file:
             self._close_file()
             path = self.directory / f"part-{self.files:05d}.parquet"
-            self._writer = ChunkedParquetWriter(path, self._schema, self.row_group_size)
+            self._writer = ChunkedParquetWriter(path, self._schema, self.row_group_size, self.compression)
             self.files += 1
         self._writer.write(table.combine_chunks())
         self._file_rows += table.num_rows
@@ -134,8 +134,8 @@ class SplitWriter:
 
 
 def open_split_writers(root: Path, rows_per_file: int, row_group_size: int, stats: "Stats",
-                       splits=SPLITS) -> dict[str, SplitWriter]:
-    return {s: SplitWriter(root / s, rows_per_file, row_group_size, stats, s) for s in splits}
+                       splits=SPLITS, compression: str = "snappy") -> dict[str, SplitWriter]:
+    return {s: SplitWriter(root / s, rows_per_file, row_group_size, stats, s, compression) for s in splits}
 
 
 class Stats:

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
@@ -129,7 +130,8 @@ def text_blocks(path: Path, block_bytes: int, skip_lines: int = 0) -> Iterator[B
             if cut < 0:
                 rest += chunk
                 continue
-            data = rest + chunk[:cut + 1] if rest else chunk[:cut + 1]  # one copy of the block at most
+            # one copy of the block at most (none when the read ends at a line end)
+            data = chunk if not rest and cut == len(chunk) - 1 else b"".join((rest, memoryview(chunk)[:cut + 1]))
             rest = chunk[cut + 1:]
             while skip_lines and data:
                 head, _, data = data.partition(b"\n")
@@ -162,6 +164,30 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 2) -> I
             yield pending.popleft().result()
 
 
+class InOrder:
+    """Runs calls one at a time, in order, on a thread of its own (a writer behind the caller), with at most
+    ``depth`` waiting, so memory stays bounded; an error is raised by a later :meth:`submit` or by
+    :meth:`close`."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(1)
+        self._pending: deque = deque()
+        self.depth = depth
+
+    def submit(self, fn: Callable, *args) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+        while len(self._pending) > self.depth:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Wait for every call (raising the first error)."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _empty_lines(data: bytes) -> np.ndarray:
     """1-based numbers of the empty lines of ``data`` (which ends with a newline)."""
     codes = np.frombuffer(data, dtype=np.uint8)
@@ -172,6 +198,21 @@ def _empty_lines(data: bytes) -> np.ndarray:
     return np.flatnonzero(length == 0) + 1
 
 
+def _may_have_empty_lines(table: pa.Table) -> bool:
+    """False when no row can come from an empty line (which Arrow reads as a row whose first value is
+    null, or empty bytes): saves scanning the block's lines."""
+    if not table.num_columns:
+        return True
+    first = table.column(0)
+    if first.null_count:
+        return True
+    if pa.types.is_integer(first.type) or pa.types.is_floating(first.type):
+        return False
+    if pa.types.is_binary(first.type) or pa.types.is_string(first.type):
+        return bool(pc.any(pc.equal(pc.binary_length(first), 0)).as_py())
+    return True
+
+
 def _remove_lines(lines: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return lines[~np.isin(lines, removed)] if removed.size else lines
 
@@ -180,19 +221,26 @@ def _remove_lines(lines: np.ndarray, removed: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class CsvFormat:
     """A delimited file: ``names`` in file order; ``types`` maps the columns parsed as ``int``/``float``
-    (others stay ``binary``: categorical values are keyed from their bytes)."""
+    (others stay ``binary``: categorical values are keyed from their bytes); the ``dictionary`` columns are
+    read dictionary-encoded (each distinct value of a block keyed once)."""
 
     names: tuple[str, ...]
     types: dict = field(default_factory=dict)
     delimiter: str = ","
     quote_char: str | bool = False
+    dictionary: tuple[str, ...] = ()
 
     def arrow_types(self, typed: bool = True) -> dict[str, pa.DataType]:
         kinds = {"int": pa.int64(), "float": pa.float64()}
-        return {n: kinds[self.types[n]] if typed and n in self.types else pa.binary() for n in self.names}
+        untyped = {n: pa.dictionary(pa.int32(), pa.binary()) if n in self.dictionary else pa.binary()
+                   for n in self.names}
+        return {n: kinds[self.types[n]] if typed and n in self.types else untyped[n] for n in self.names}
 
 
-def _read_csv(data: bytes, fmt: CsvFormat, typed: bool) -> tuple[pa.Table, list[int]]:
+def _read_csv(data: bytes, fmt: CsvFormat, typed: bool, handle_invalid: bool = True) -> tuple[pa.Table, list[int]]:
+    """Arrow's CSV reader over one block. ``handle_invalid``: rows with the wrong number of fields are skipped
+    and listed (a Python callback, which slows Arrow's parser by a third even when never called); without it
+    such a row raises ``ArrowInvalid``."""
     invalid: list[int] = []
 
     def on_invalid(row) -> str:
@@ -203,7 +251,8 @@ def _read_csv(data: bytes, fmt: CsvFormat, typed: bool) -> tuple[pa.Table, list[
         pa.BufferReader(data),
         read_options=pacsv.ReadOptions(column_names=list(fmt.names), use_threads=False, block_size=1 << 24),
         parse_options=pacsv.ParseOptions(delimiter=fmt.delimiter, quote_char=fmt.quote_char,
-                                         invalid_row_handler=on_invalid, ignore_empty_lines=False),
+                                         invalid_row_handler=on_invalid if handle_invalid else None,
+                                         ignore_empty_lines=False),
         convert_options=pacsv.ConvertOptions(column_types=fmt.arrow_types(typed), strings_can_be_null=False,
                                              quoted_strings_can_be_null=False))
     return table, invalid
@@ -212,21 +261,26 @@ def _read_csv(data: bytes, fmt: CsvFormat, typed: bool) -> tuple[pa.Table, list[
 def parse_csv(block: Block, fmt: CsvFormat, bad: BadInput) -> tuple[pa.Table, np.ndarray]:
     """``(rows, line numbers)`` of the good lines of ``block``.
 
-    Typed columns are parsed by Arrow directly; if a value does not parse, the block
-    is read again as bytes and the offending lines are found, reported and dropped.
+    A clean block is parsed once, typed, without a bad-row callback. Otherwise it is
+    read again with the callback (lines with the wrong number of fields), and if a
+    typed value does not parse, once more as bytes: the offending lines are found,
+    reported and dropped.
     """
-    try:
-        table, invalid = _read_csv(block.data, fmt, typed=True)
-        retyped = False
+    retyped = False
+    try:  # the fast path: a clean block
+        table, invalid = _read_csv(block.data, fmt, typed=True, handle_invalid=False)
     except pa.ArrowInvalid:
-        table, invalid = _read_csv(block.data, fmt, typed=False)
-        retyped = True
+        try:
+            table, invalid = _read_csv(block.data, fmt, typed=True)
+        except pa.ArrowInvalid:
+            table, invalid = _read_csv(block.data, fmt, typed=False)
+            retyped = True
     lines = np.arange(1, block.lines + 1, dtype=np.int64)
     if invalid:
         bad_lines = np.asarray(invalid, dtype=np.int64)
         bad.report(block.path, block.first_line - 1 + bad_lines, f"wrong number of fields (expected {len(fmt.names)})")
         lines = _remove_lines(lines, bad_lines)
-    empty = _empty_lines(block.data)
+    empty = _empty_lines(block.data) if _may_have_empty_lines(table) else np.zeros(0, dtype=np.int64)
     if empty.size:
         bad.report(block.path, block.first_line - 1 + empty, "empty line")
         keep = ~np.isin(lines, empty)
@@ -239,8 +293,6 @@ def parse_csv(block: Block, fmt: CsvFormat, bad: BadInput) -> tuple[pa.Table, np
 def _convert_checked(table: pa.Table, lines: np.ndarray, block: Block, fmt: CsvFormat,
                      bad: BadInput) -> tuple[pa.Table, np.ndarray]:
     """Cast the typed columns of an all-bytes table, dropping (and reporting) lines that do not parse."""
-    import pyarrow.compute as pc
-
     keep = np.ones(table.num_rows, dtype=bool)
     for name, kind in fmt.types.items():
         text = table.column(name).cast(pa.string(), safe=False)
@@ -268,6 +320,10 @@ def utf8_ok(array, lines: np.ndarray, path: str, column: str, bad: BadInput,
     """Bool [N]: the value is valid UTF-8; the others (among ``keep``) are reported as bad encodings.
 
     Arrow validates the whole column at once; only a column that fails is checked value by value."""
+    if isinstance(array, pa.ChunkedArray) and pa.types.is_dictionary(array.type):
+        array = pa.chunked_array([chunk.dictionary_decode() for chunk in array.chunks], array.type.value_type)
+    elif pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
     try:
         array.cast(pa.string())
         return np.ones(len(array), dtype=bool)

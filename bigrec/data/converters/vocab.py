@@ -93,11 +93,18 @@ class KeyCounter:
         self._pending = 0
 
     def add(self, keys: np.ndarray) -> None:
+        """Count every key of ``keys`` once."""
         if not keys.size:
             return
         counted = pc.value_counts(pa.array(keys, pa.uint64()))
-        self._parts.append(pa.table({"key": counted.field("values"), "count": counted.field("counts")}))
-        self._pending += len(counted)
+        self.add_counts(counted.field("values"), counted.field("counts"))
+
+    def add_counts(self, keys, counts) -> None:
+        """Add ``counts[i]`` to key ``keys[i]`` (a negative count takes rows back)."""
+        if not len(keys):
+            return
+        self._parts.append(pa.table({"key": pa.array(keys, pa.uint64()), "count": pa.array(counts, pa.int64())}))
+        self._pending += len(keys)
         if self._pending > self.limit:
             self._compact()
 
@@ -133,7 +140,7 @@ class KeyCounter:
     def finish(self, min_count: int) -> tuple[np.ndarray, np.ndarray, int]:
         """``(kept keys sorted, their counts, number of distinct keys seen)``."""
         if not self.spilled:
-            pieces = [self._merged()]
+            pieces = [_sum_counts(self._parts, always=True)]  # one row per key even if a part repeats keys
         else:
             self._spill(self._merged())
             pieces = []
@@ -144,9 +151,9 @@ class KeyCounter:
                 self._path(p, "keys").unlink()
                 self._path(p, "counts").unlink()
         self._parts = []
-        distinct = sum(t.num_rows for t in pieces)
         keys = np.concatenate([t.column("key").to_numpy() for t in pieces]).astype(np.uint64)
         counts = np.concatenate([t.column("count").to_numpy() for t in pieces]).astype(np.int64)
+        distinct = int(np.count_nonzero(counts > 0))  # keys whose every count was taken back are not seen
         keep = counts >= min_count
         keys, counts = keys[keep], counts[keep]
         order = np.argsort(keys, kind="stable")
@@ -205,8 +212,8 @@ class Vocabulary:
             pos = np.zeros(len(keys), dtype=np.int64)
         elif len(self.keys) <= len(keys):  # a hash lookup (its table costs one pass over the vocabulary)
             found = pc.index_in(pa.array(keys, pa.uint64()), value_set=self._key_array())
-            hit = present & found.is_valid().to_numpy(zero_copy_only=False)
-            pos = found.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            pos = found.fill_null(-1).to_numpy().astype(np.int64)
+            hit = present & (pos >= 0)
         else:  # a binary search (no table to build over a vocabulary larger than the batch)
             pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
             hit = present & (self.keys[pos] == keys)

@@ -10,7 +10,7 @@ from torch import nn
 from bigrec.batch import Batch
 from bigrec.features import Schema
 from bigrec.models.base import RecModel
-from bigrec.models.inputs import FieldInput, FirstOrder
+from bigrec.models.inputs import FieldInput
 from bigrec.models.layers import MLP
 from bigrec.models.output import ModelOutput
 from bigrec.models.registry import register_model
@@ -54,12 +54,11 @@ class DeepFM(RecModel):
                  embedding_dim: int = 16, activation: str = "relu", device: Optional[torch.device] = None) -> None:
         super().__init__(schema)
         names = self.resolve_features(features)
-        self.fields = FieldInput(schema, names, embedding_dim, device=device)
-        self.first_order = FirstOrder(schema, names, device=device)
+        self.fields = FieldInput(schema, names, embedding_dim, device=device, first_order=True)
         self.mlp = MLP(self.fields.num_fields * embedding_dim, hidden_units, dropout_rates, activation)
         self.head = nn.Linear(self.mlp.out_features, 1)
 
     def forward(self, batch: Batch) -> ModelOutput:
-        fields = self.fields(batch)  # [B, F, D]
+        fields, first_order = self.fields.with_first_order(batch)  # [B, F, D], [B]
         deep = self.head(self.mlp(fields.flatten(1))).squeeze(1)
-        return ModelOutput(self.first_order(batch) + factorization_machine(fields) + deep)
+        return ModelOutput(first_order + factorization_machine(fields) + deep)

@@ -11,8 +11,9 @@ each row then draws one of its user's mined negatives at random (a uniform item
 while none are mined, e.g. in the first epoch or for an unknown user) as the hard
 negative of the margin loss, beside the random negative.
 
-The table is recomputed, not checkpointed: a run resumed mid-epoch trains the
-rest of that epoch on random negatives only.
+The table is a checkpointed buffer: a run resumed mid-epoch skips the pass (the
+trainer runs epoch passes at the start of an epoch only) and trains the rest of the
+epoch on the table it was checkpointed with, as the uninterrupted run does.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class MinedNegatives(nn.Module):
         super().__init__()
         self.num_items = num_items
         self.first_item = 1 if padding_item == 0 else 0
-        self.register_buffer("mined", torch.full((num_users, count), -1, dtype=torch.int64), persistent=False)
+        self.register_buffer("mined", torch.full((num_users, count), -1, dtype=torch.int64))  # checkpointed
 
     def sample(self, user_ids: torch.Tensor) -> torch.Tensor:
         """``[B]`` user ids -> ``[B]`` one mined negative per row (a uniform item where none is mined)."""
