@@ -125,8 +125,12 @@ def build_schema(num_users: int, num_items: int, history_len: int, embedding_dim
 def generate_sequences(output: str | Path, num_users: int = 5000, num_items: int = 1000, num_clusters: int = 50,
                        min_length: int = 5, max_length: int = 30, history_len: int = 50, follow: float = 0.9,
                        zipf: float = 1.2, seed: int = 0, embedding_dim: int = 32,
-                       row_group_size: int = DEFAULT_ROW_GROUP_SIZE, purpose: float = 0.0) -> Schema:
-    """Write the synthetic sequence data set to ``output``; returns its schema (see the module doc)."""
+                       row_group_size: int = DEFAULT_ROW_GROUP_SIZE, purpose: float = 0.0,
+                       sequence_stride: int | None = None) -> Schema:
+    """Write the synthetic sequence data set to ``output``; returns its schema (see the module doc).
+
+    ``sequence_stride``: targets per window of ``train_sequences.parquet`` (default half of ``history_len``).
+    """
     if not 1 <= num_clusters <= num_items:
         raise ValueError(f"num_clusters must be in [1, num_items], got {num_clusters}")
     if not 1 <= min_length <= max_length:
@@ -139,18 +143,20 @@ def generate_sequences(output: str | Path, num_users: int = 5000, num_items: int
     metadata = {"generator": GENERATOR, "seed": seed, "num_clusters": num_clusters, "follow": follow, "purpose": purpose,
                 "zipf": zipf,
                 "min_length": min_length, "max_length": max_length}
-    return write_sequences(output, walks, num_items, history_len, embedding_dim, metadata, row_group_size)
+    return write_sequences(output, walks, num_items, history_len, embedding_dim, metadata, row_group_size,
+                           sequence_stride)
 
 
 def write_sequences(output: str | Path, sequences: list[np.ndarray], num_items: int, history_len: int,
-                    embedding_dim: int, metadata: dict, row_group_size: int = DEFAULT_ROW_GROUP_SIZE) -> Schema:
+                    embedding_dim: int, metadata: dict, row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+                    sequence_stride: int | None = None) -> Schema:
     """Write user ``i + 1``'s item sequence ``sequences[i]`` as the leave-last-out layout, catalogue and schema.
 
     Sequences too short for a test target are skipped and the count printed; ``metadata``
     (the generator's parameters) goes into the schema with the counts.
     """
     num_users = len(sequences)
-    stride = default_stride(history_len)
+    stride = default_stride(history_len) if sequence_stride is None else sequence_stride
     tables, skipped = sequences_to_rows(np.arange(1, num_users + 1), sequences, history_len, stride)
     if skipped:
         print(f"skipped {skipped} sequence(s) with fewer than 3 items (no test target after the valid one)")
