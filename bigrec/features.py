@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Literal, Union
+from typing import Iterable, Literal, Optional, Union
 
 from bigrec.errors import SchemaError
 
@@ -216,6 +216,17 @@ class Schema:
                 is_sequence=any(isinstance(f, SequenceFeature) for f in members),
             )
         return tables
+
+    def window_stride(self) -> Optional[int]:
+        """Targets per window row of the sequences layout (``train_sequences.parquet``) described in the
+        metadata (``None``: every position is a target).
+
+        Data prepared before strides existed has disjoint windows: every position a target.
+        """
+        layout = self.metadata.get("sequences")
+        if not layout or layout.get("stride") is None or layout["stride"] >= layout["window"]:
+            return None
+        return int(layout["stride"])
 
     # ------------------------------------------------------------ manipulation
     def select(self, names: Iterable[str]) -> "Schema":

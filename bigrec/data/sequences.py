@@ -77,17 +77,6 @@ def layout_metadata(window: int, rows: int, stride: Optional[int] = None, prefix
                        "earlier positions are context only"}
 
 
-def window_stride(schema: Schema) -> Optional[int]:
-    """Targets per window row of the schema's sequences layout (``None``: every position is a target).
-
-    Data prepared before strides existed has disjoint windows: every position a target.
-    """
-    layout = schema.metadata.get("sequences")
-    if not layout or layout.get("stride") is None or layout["stride"] >= layout["window"]:
-        return None
-    return int(layout["stride"])
-
-
 def interactions_file(schema: Schema, spec: str) -> str:
     """The file whose rows are every interaction of ``spec``: its per-prefix file for the sequences layout.
 

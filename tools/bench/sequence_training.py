@@ -82,13 +82,12 @@ def targets_per_row(mode: str) -> float:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from bigrec.data.sequences import window_stride
     from bigrec.features import Schema
 
     if mode == "per prefix":
         return 1.0
     data = _data(mode)
-    stride = window_stride(Schema.load(data / "schema.json"))
+    stride = Schema.load(data / "schema.json").window_stride()
     lengths = pc.list_value_length(pq.read_table(data / "train_sequences.parquet",
                                                  columns=["hist_item_ids"]).column("hist_item_ids")).to_numpy()
     return float((lengths if stride is None else lengths.clip(max=stride)).mean())

@@ -23,7 +23,6 @@ from typing import Optional
 import torch
 
 from bigrec.batch import Batch
-from bigrec.data.sequences import window_stride
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.embeddings import FeatureEmbeddings
@@ -65,7 +64,7 @@ class SequentialRecallModel(RecallModel):
         if embedding_dim < 4 or embedding_dim % 4:
             raise ConfigError(f"{model}: the item vector size {embedding_dim} must be a positive multiple of 4")
         self.all_positions = bool(all_positions)
-        self.window_targets = window_stride(schema)  # trained positions per window row (None: all)
+        self.window_targets = schema.window_stride()  # trained positions per window row (None: all)
         self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature] + self.candidates.keys,
                                             embedding_dim=embedding_dim, device=device)
 
