@@ -248,6 +248,18 @@ def test_recall_is_leave_last_out(prepared):
     single = vocab["user_id"]["3"]  # one interaction: kept, empty history
     (row,) = [r for r in _read(prepared["atomic"], "recall", "test") if r["user_id"] == single]
     assert row["hist_item_ids"] == []
+    # one-pass windows: a row's last `stride` positions are targets; together every target with a history, once
+    stride = prepared["schemas_a"]["recall"].metadata["sequences"]["stride"]
+    assert stride == max(1, HISTORY_LEN // 2)
+    trained: dict[int, list[int]] = {}
+    for window in _read(prepared["atomic"], "recall", "train_sequences"):
+        targets = window["hist_item_ids"][1:] + [window["item_id"]]
+        trained.setdefault(window["user_id"], []).extend(targets[-stride:])
+    expected = {}
+    for r in _read(prepared["atomic"], "recall", "train"):
+        if r["hist_item_ids"]:
+            expected.setdefault(r["user_id"], []).append(r["item_id"])
+    assert {u: sorted(v) for u, v in trained.items()} == {u: sorted(v) for u, v in expected.items()}
 
 
 def test_ranking_split_is_per_user_time_ratio(prepared):

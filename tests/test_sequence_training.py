@@ -9,7 +9,7 @@ import torch
 
 from bigrec.config import TaskConfig
 from bigrec.data.convert import table_to_batch
-from bigrec.data.sequences import check_train_layout, window_ends
+from bigrec.data.sequences import check_train_layout, layout_metadata, window_ends
 from bigrec.data.synthetic_sequences import build_schema, generate_sequences, sequences_to_rows
 from bigrec.errors import ConfigError
 from bigrec.models import build_model
@@ -43,15 +43,21 @@ def assert_reaches_user(model, part: torch.nn.Module, batch, what: str) -> None:
     assert not torch.allclose(base, without, atol=1e-6), f"{what} does not reach the user vector"
 
 
-def test_windows_cover_every_training_target_once():
+@pytest.mark.parametrize("stride", [4, 2])
+def test_windows_cover_every_training_target_once(stride):
+    """Windows of 4 items, the last ``stride`` positions targets: each target once, with >= 4 - stride before it."""
     walks = [np.arange(1, 14), np.arange(20, 25), np.array([30, 31])]
-    tables, skipped = sequences_to_rows(np.array([1, 2, 3]), walks, history_len=4)
+    tables, skipped = sequences_to_rows(np.array([1, 2, 3]), walks, history_len=4, stride=stride)
     assert skipped == 1
     windows = tables["train_sequences"].to_pylist()
     covered = {}
     for row in windows:  # position j of the history predicts hist[j + 1], the last one item_id
-        for target in row["hist_item_ids"][1:] + [row["item_id"]]:
-            covered.setdefault(row["user_id"], []).append(target)
+        history = row["hist_item_ids"]
+        for j, target in enumerate(history[1:] + [row["item_id"]]):
+            if j >= len(history) - stride:  # the earlier positions are context only
+                covered.setdefault(row["user_id"], []).append(target)
+                context = history[:j + 1]
+                assert len(context) >= min(4 - stride, target - walks[row["user_id"] - 1][0])
     train = tables["train"].to_pylist()
     for user in (1, 2):
         # the per-prefix targets with a non-empty history, each exactly once
@@ -59,6 +65,17 @@ def test_windows_cover_every_training_target_once():
         assert sorted(covered[user]) == sorted(expected)
     assert all(len(r["hist_item_ids"]) <= 4 for r in windows)
     assert window_ends(np.array([0, 1, 5]), np.array([5, 5, 5]), 4).tolist() == [False, True, True]
+    with pytest.raises(ValueError, match="stride must be in"):
+        sequences_to_rows(np.array([1]), walks[:1], history_len=4, stride=5)
+
+
+def test_context_only_positions_are_not_targets():
+    """With overlapping windows (stride 2 of 6) only each row's last 2 real positions are trained."""
+    schema = build_schema(20, 40, 6, embedding_dim=8, metadata={"sequences": layout_metadata(6, 3, stride=2)})
+    model = build_model("sasrec", schema, SEQUENCE_MODELS["sasrec"]).train()
+    output = model(_batch([[1, 2, 3], [4], [8, 9, 10, 11, 12, 13]], [5, 6, 7], schema), NONE)
+    assert output.position_targets.tolist() == [[-1, 3, 5, -1, -1, -1], [6, -1, -1, -1, -1, -1],
+                                                [-1, -1, -1, -1, 13, 7]]
 
 
 def test_train_layout_mismatch_is_one_clear_error(tmp_path):

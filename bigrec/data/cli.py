@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                                                     "ratings.csv/movies.csv (20M, 25M)")
     ml.add_argument("--output", required=True, help="output directory (gets ranking/, recall/, vocab.json)")
     ml.add_argument("--history-len", type=_positive_int, default=50, help="items kept in hist_item_ids (default 50)")
+    ml.add_argument("--sequence-stride", type=_positive_int, default=None,
+                    help="targets per window of recall/train_sequences.parquet, <= --history-len; the earlier "
+                         "positions are context only (default half of --history-len)")
     ml.add_argument("--seed", type=int, default=0, help="recorded in the schema; the preparation is deterministic")
     ml.add_argument("--row-group-size", type=_positive_int, default=8192, help="Parquet row group size (default 8192)")
     ml.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json (default 16)")
@@ -87,9 +90,13 @@ def _run_movielens(args: argparse.Namespace) -> int:
         from bigrec.data.converters.cli import run_movielens_large
 
         return run_movielens_large(args)
+    if args.sequence_stride is not None and args.sequence_stride > args.history_len:
+        raise _config_error("movielens", ValueError(f"--sequence-stride {args.sequence_stride} must be <= "
+                                                    f"--history-len {args.history_len}"))
     started = time.perf_counter()
     schemas = prepare_movielens(args.source, args.output, history_len=args.history_len, seed=args.seed,
-                                row_group_size=args.row_group_size, embedding_dim=args.embedding_dim)
+                                row_group_size=args.row_group_size, embedding_dim=args.embedding_dim,
+                                sequence_stride=args.sequence_stride)
     elapsed = time.perf_counter() - started
     for name, schema in schemas.items():
         counts = {split: c["rows"] for split, c in schema.metadata["counts"].items()}

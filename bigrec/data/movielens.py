@@ -32,8 +32,10 @@ one) as test and the 10% before (at least one for users with ≥ 3) as valid;
 sorted by timestamp (ties by file order). ``recall/items.parquet`` is the item
 catalogue: ``item_id, genres, year`` of every item id (schema metadata
 ``item_catalogue``). ``recall/train_sequences.parquet`` holds the training rows
-that end a window of ``history_len`` targets, one pass over every position for
-sequence models (:mod:`bigrec.data.sequences`).
+that end a window (every ``sequence_stride``-th row from each user's last one;
+its last ``sequence_stride`` positions are targets, the earlier ones context
+only), one pass over every position for sequence models
+(:mod:`bigrec.data.sequences`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -49,7 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_item_catalogue, write_json, write_split_dir
-from bigrec.data.sequences import SEQUENCES_SPLIT, layout_metadata, window_ends
+from bigrec.data.sequences import SEQUENCES_SPLIT, check_stride, default_stride, layout_metadata, window_ends
 from bigrec.errors import DataError
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
@@ -458,12 +461,17 @@ def prepare_movielens(
     seed: int = 0,
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
     embedding_dim: int = DEFAULT_EMBEDDING_DIM,
+    sequence_stride: Optional[int] = None,
 ) -> dict[str, Schema]:
     """Prepare ``output/ranking`` and ``output/recall`` from MovieLens in ``source``.
 
-    ``seed`` is recorded only: the preparation is deterministic.
+    ``seed`` is recorded only: the preparation is deterministic. ``sequence_stride``:
+    targets per window of ``recall/train_sequences.parquet`` (default half of
+    ``history_len``; the earlier positions of a window are context only,
+    :mod:`bigrec.data.sequences`).
     Returns ``{"ranking": schema, "recall": schema}``.
     """
+    stride = check_stride(history_len, default_stride(history_len) if sequence_stride is None else sequence_stride)
     raw = read_movielens(source)
     encoded = encode_movielens(raw, history_len)
     output = Path(output)
@@ -496,10 +504,10 @@ def prepare_movielens(
             rows = rows[np.lexsort((encoded.file_order[rows], encoded.timestamp[rows]))]
             tables[split] = encoded.table.take(pa.array(rows, pa.int64()))
         layouts = {}
-        if name == "recall":  # one row per window of history_len targets (bigrec.data.sequences)
-            ends = np.flatnonzero(window_ends(encoded.position, encoded.count - 3, history_len))
+        if name == "recall":  # one row per window of history_len items, stride targets (bigrec.data.sequences)
+            ends = np.flatnonzero(window_ends(encoded.position, encoded.count - 3, stride))
             tables[SEQUENCES_SPLIT] = encoded.table.take(pa.array(ends, pa.int64()))
-            layouts["sequences"] = layout_metadata(history_len, len(ends))
+            layouts["sequences"] = layout_metadata(history_len, len(ends), stride)
         metadata = dict(common, task_split=task_split, **layouts,
                         counts={split: _split_counts(t) for split, t in tables.items()})
         schema = build_schema(encoded.vocab, history_len, embedding_dim, metadata)

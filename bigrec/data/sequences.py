@@ -6,12 +6,19 @@ first, the most recent ``w`` = the history feature's ``max_len``). A sequence mo
 that trains on every position in one forward pass (GRU4Rec, NARM, SASRec) needs
 each target once, so the preparers also write ``train_sequences.parquet``: the
 rows that *end a window*, i.e. each user's last training row, then every
-``w``-th row before it. The row of target ``s_t`` (history ``s_{t-w} .. s_{t-1}``)
-carries the targets ``s_{t-w+1} .. s_t``: position ``j`` of the history predicts
-``hist[j + 1]``, the last position predicts ``item_id``. So the windows cover
-every training target of position >= 1 exactly once (the first item of a
-sequence, which has no history, is never a one-pass target), with the same
-columns and schema as the per-prefix rows, which stay for models that need them.
+``s``-th row before it (``s`` = the *stride*, ``1 <= s <= w``). The row of target
+``s_t`` holds the history ``s_{t-n} .. s_{t-1}`` (``n = min(t, w)``); position ``j``
+of the history predicts ``hist[j + 1]``, the last position predicts ``item_id``,
+and only the last ``s`` positions are targets (``s_{t-s+1} .. s_t``): the first
+``n - s`` are *context only*, so with ``s < w`` the windows overlap and every
+target of a long sequence is trained with at least ``w - s`` items before it
+(not just the window's earlier items), closer to the ``w`` most recent that
+evaluation reads. The windows cover every training target of position >= 1
+exactly once (the first item of a sequence, which has no history, is never a
+one-pass target; a user's earliest window starts at the sequence start and has
+no context-only position), with the same columns and schema as the per-prefix
+rows, which stay for models that need them. ``s = w`` gives disjoint windows
+without context-only positions.
 
 ``schema.json`` records the layout under ``metadata["sequences"]``
 (:func:`layout_metadata`); :func:`check_train_layout` turns a model / data
@@ -32,26 +39,53 @@ SEQUENCES_SPLIT = "train_sequences"
 SEQUENCES_FILE = f"{SEQUENCES_SPLIT}.parquet"
 
 
-def window_ends(position: np.ndarray, last: np.ndarray, window: int) -> np.ndarray:
-    """``[n]`` bool: the training rows that end a window of ``window`` targets.
+def default_stride(window: int) -> int:
+    """The default stride of the sequences layout: half a window (every target sees >= ``w - s`` items)."""
+    return max(1, window // 2)
+
+
+def window_ends(position: np.ndarray, last: np.ndarray, stride: int) -> np.ndarray:
+    """``[n]`` bool: the training rows that end a window (each user's last row, then every ``stride``-th before).
 
     Args:
         position: ``[n]`` index of each row's target within its user's sequence.
         last: ``[n]`` position of the user's last training target.
-        window: targets per window (the history length of the rows).
+        stride: targets per window (<= the history length of the rows; see the module doc).
     """
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    return (position >= 1) & (position <= last) & ((last - position) % window == 0)
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    return (position >= 1) & (position <= last) & ((last - position) % stride == 0)
 
 
-def layout_metadata(window: int, rows: int, prefixes: str = "train.parquet") -> dict:
+def check_stride(window: int, stride: int) -> int:
+    """``stride`` if ``1 <= stride <= window``, else one clear error naming the parameter."""
+    if not 1 <= stride <= window:
+        raise ValueError(f"sequence stride must be in [1, history_len={window}], got {stride}")
+    return int(stride)
+
+
+def layout_metadata(window: int, rows: int, stride: Optional[int] = None, prefixes: str = "train.parquet") -> dict:
     """``schema.metadata["sequences"]`` of a data set that has the sequences layout.
 
-    ``prefixes``: the per-prefix file holding every training interaction as a row.
+    ``stride``: targets per window (default ``window``: disjoint windows, no context-only
+    position); ``prefixes``: the per-prefix file holding every training interaction as a row.
     """
-    return {"file": SEQUENCES_FILE, "window": int(window), "rows": int(rows), "prefixes": prefixes,
-            "targets": "every history position predicts the next item; the last one predicts item_id"}
+    stride = check_stride(window, window if stride is None else stride)
+    return {"file": SEQUENCES_FILE, "window": int(window), "stride": stride, "rows": int(rows),
+            "prefixes": prefixes,
+            "targets": "the last `stride` history positions predict the next item (the last one item_id); "
+                       "earlier positions are context only"}
+
+
+def window_stride(schema: Schema) -> Optional[int]:
+    """Targets per window row of the schema's sequences layout (``None``: every position is a target).
+
+    Data prepared before strides existed has disjoint windows: every position a target.
+    """
+    layout = schema.metadata.get("sequences")
+    if not layout or layout.get("stride") is None or layout["stride"] >= layout["window"]:
+        return None
+    return int(layout["stride"])
 
 
 def interactions_file(schema: Schema, spec: str) -> str:

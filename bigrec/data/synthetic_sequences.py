@@ -22,8 +22,8 @@ step: the purpose shows in the items seen anywhere earlier, not in the last one.
 
 Each user's last item is test, the one before valid, the rest train rows (one
 row per target); ``train_sequences.parquet`` holds the training rows that end a
-window of ``history_len`` targets (one-pass sequence training,
-:mod:`bigrec.data.sequences`). A sequence too short to give a test target after
+window of ``history_len`` items, the last half of them targets (one-pass sequence
+training, :mod:`bigrec.data.sequences`). A sequence too short to give a test target after
 the valid one (fewer than 3 items) is skipped and counted; the count is printed.
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_item_catalogue, write_split_dir
-from bigrec.data.sequences import SEQUENCES_SPLIT, layout_metadata, window_ends
+from bigrec.data.sequences import SEQUENCES_SPLIT, check_stride, default_stride, layout_metadata, window_ends
 from bigrec.data.synthetic import run_generator
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
@@ -82,12 +82,15 @@ def draw_item(rng: np.random.Generator, bounds: np.ndarray, cluster: int, seen: 
     return item
 
 
-def sequences_to_rows(users: np.ndarray, walks: list[np.ndarray], history_len: int) -> tuple[dict[str, pa.Table], int]:
+def sequences_to_rows(users: np.ndarray, walks: list[np.ndarray], history_len: int,
+                      stride: int | None = None) -> tuple[dict[str, pa.Table], int]:
     """Leave-last-out rows of every sequence; returns the split tables and the skipped count.
 
     Besides ``train``, ``valid`` and ``test`` the tables hold ``train_sequences``, the
-    training rows that end a window of ``history_len`` targets (:mod:`bigrec.data.sequences`).
+    training rows that end a window of ``history_len`` items whose last ``stride``
+    positions are targets (default half the window; :mod:`bigrec.data.sequences`).
     """
+    stride = check_stride(history_len, default_stride(history_len) if stride is None else stride)
     columns = {split: {"user_id": [], "item_id": [], "hist": []} for split in SPLITS + (SEQUENCES_SPLIT,)}
     skipped = 0
     for user, items in zip(users.tolist(), walks):
@@ -96,7 +99,7 @@ def sequences_to_rows(users: np.ndarray, walks: list[np.ndarray], history_len: i
             continue
         last = len(items) - 1
         positions = np.arange(len(items))
-        ends = window_ends(positions, np.full(len(items), last - 2), history_len)
+        ends = window_ends(positions, np.full(len(items), last - 2), stride)
         for t in range(len(items)):
             split = "test" if t == last else "valid" if t == last - 1 else "train"
             for name in (split, SEQUENCES_SPLIT) if ends[t] else (split,):
@@ -122,8 +125,12 @@ def build_schema(num_users: int, num_items: int, history_len: int, embedding_dim
 def generate_sequences(output: str | Path, num_users: int = 5000, num_items: int = 1000, num_clusters: int = 50,
                        min_length: int = 5, max_length: int = 30, history_len: int = 50, follow: float = 0.9,
                        zipf: float = 1.2, seed: int = 0, embedding_dim: int = 32,
-                       row_group_size: int = DEFAULT_ROW_GROUP_SIZE, purpose: float = 0.0) -> Schema:
-    """Write the synthetic sequence data set to ``output``; returns its schema (see the module doc)."""
+                       row_group_size: int = DEFAULT_ROW_GROUP_SIZE, purpose: float = 0.0,
+                       sequence_stride: int | None = None) -> Schema:
+    """Write the synthetic sequence data set to ``output``; returns its schema (see the module doc).
+
+    ``sequence_stride``: targets per window of ``train_sequences.parquet`` (default half of ``history_len``).
+    """
     if not 1 <= num_clusters <= num_items:
         raise ValueError(f"num_clusters must be in [1, num_items], got {num_clusters}")
     if not 1 <= min_length <= max_length:
@@ -136,23 +143,26 @@ def generate_sequences(output: str | Path, num_users: int = 5000, num_items: int
     metadata = {"generator": GENERATOR, "seed": seed, "num_clusters": num_clusters, "follow": follow, "purpose": purpose,
                 "zipf": zipf,
                 "min_length": min_length, "max_length": max_length}
-    return write_sequences(output, walks, num_items, history_len, embedding_dim, metadata, row_group_size)
+    return write_sequences(output, walks, num_items, history_len, embedding_dim, metadata, row_group_size,
+                           sequence_stride)
 
 
 def write_sequences(output: str | Path, sequences: list[np.ndarray], num_items: int, history_len: int,
-                    embedding_dim: int, metadata: dict, row_group_size: int = DEFAULT_ROW_GROUP_SIZE) -> Schema:
+                    embedding_dim: int, metadata: dict, row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+                    sequence_stride: int | None = None) -> Schema:
     """Write user ``i + 1``'s item sequence ``sequences[i]`` as the leave-last-out layout, catalogue and schema.
 
     Sequences too short for a test target are skipped and the count printed; ``metadata``
     (the generator's parameters) goes into the schema with the counts.
     """
     num_users = len(sequences)
-    tables, skipped = sequences_to_rows(np.arange(1, num_users + 1), sequences, history_len)
+    stride = default_stride(history_len) if sequence_stride is None else sequence_stride
+    tables, skipped = sequences_to_rows(np.arange(1, num_users + 1), sequences, history_len, stride)
     if skipped:
         print(f"skipped {skipped} sequence(s) with fewer than 3 items (no test target after the valid one)")
     metadata = {**metadata, "num_users": num_users, "num_items": num_items, "history_len": history_len,
                 "skipped_sequences": skipped, "task_split": "leave_last_out",
-                "sequences": layout_metadata(history_len, tables[SEQUENCES_SPLIT].num_rows),
+                "sequences": layout_metadata(history_len, tables[SEQUENCES_SPLIT].num_rows, stride),
                 "counts": {split: {"rows": t.num_rows} for split, t in tables.items()}}
     schema = build_schema(num_users, num_items, history_len, embedding_dim, metadata)
     items = pa.table({"item_id": pa.array(np.arange(1, num_items + 1), pa.int64())})

@@ -64,24 +64,29 @@ def causal_mean(sequence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def next_item_targets(ids: torch.Tensor, items: torch.Tensor, mask: torch.Tensor, target_id: torch.Tensor,
-                      target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                      target: torch.Tensor, targets: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The next item of every history position (one-pass sequence training).
 
     Position ``t`` of a history predicts ``ids[t + 1]``; the last real position
-    predicts the row's target.
+    predicts the row's target. With ``targets`` only the last ``targets`` real
+    positions are trained; the earlier ones are context only (``-1``), as in a
+    sequences layout with overlapping windows (:mod:`bigrec.data.sequences`).
 
     Args:
         ids: ``[B, L]`` history item ids, padded at the end.
         items: ``[B, L, D]`` their vectors; mask: ``[B, L]`` bool, True on real positions.
         target_id: ``[B]`` the row's target id; target: ``[B, D]`` its vector.
+        targets: trained positions per row, counted back from the last (``None``: all).
 
     Returns: ``(next_ids [B, L], next_items [B, L, D])``; ``next_ids`` is ``-1`` on padding
-    (an empty history has no position to train).
+    and context-only positions (an empty history has no position to train).
     """
     last = mask.sum(dim=1) - 1  # [B], -1 for an empty history
-    is_last = torch.arange(mask.shape[1], device=mask.device)[None, :] == last[:, None]  # [B, L]
+    steps = torch.arange(mask.shape[1], device=mask.device)[None, :]
+    is_last = steps == last[:, None]  # [B, L]
     next_ids = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -1)], dim=1)
-    next_ids = torch.where(is_last, target_id[:, None], next_ids).masked_fill(~mask, -1)
+    trained = mask if targets is None else mask & (steps > last[:, None] - targets)
+    next_ids = torch.where(is_last, target_id[:, None], next_ids).masked_fill(~trained, -1)
     next_items = torch.cat([items[:, 1:], torch.zeros_like(items[:, :1])], dim=1)
     return next_ids, torch.where(is_last[:, :, None], target[:, None, :], next_items)
 

@@ -125,6 +125,7 @@ def main() -> None:
                                           "temporary directory); runs already recorded there are skipped")
     args = parser.parse_args()
     root = Path(args.workdir or tempfile.mkdtemp(prefix="convert_bench"))
+    root.mkdir(parents=True, exist_ok=True)
     results = []
     try:
         for lines in args.lines:

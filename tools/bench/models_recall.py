@@ -4,12 +4,13 @@
     python tools/bench/models_recall.py proofs       # -> docs/models.md, section "Recall: planted signals"
     python tools/bench/models_recall.py throughput   # -> docs/benchmarks.md, section "Recall"
 
-``quality`` trains SASRec, GRU4Rec, NARM, DSSM and DSSM with item features with
-``configs/recall/*_ml100k.yaml``, and the sequence models and DSSM with
-``configs/recall/*_synthetic.yaml`` (one rank, seeds 0, 1, 2), and scores the
-most-popular baseline on the same leave-last-out protocol (Recall/NDCG/MRR@10
-on the test split, each user's train and valid items excluded), then YouTube DNN,
-Facebook DSSM and MIND the same way.
+``quality`` trains the seven recall models (SASRec, GRU4Rec, NARM, DSSM, YouTube DNN,
+Facebook DSSM, MIND) with ``configs/recall/<model>_ml100k.yaml`` (each config's epochs
+and early stopping unless ``--epochs`` caps them; one rank, seeds 0, 1, 2) and scores
+the most-popular baseline on the same leave-last-out protocol (Recall/NDCG/MRR@10 on
+the test split, full ranking, each user's train and valid items excluded);
+``--synthetic`` adds the sequence models and DSSM on synthetic Markov sequences
+(``configs/recall/*_synthetic.yaml``).
 ``proofs`` runs the planted-signal comparisons, seeds 0, 1, 2: order-aware GRU4Rec /
 NARM / SASRec against the order-free YouTube DNN on Markov sequences; MIND K = 4 vs
 K = 1 on users with several disjoint interests; Facebook DSSM with mined hard
@@ -54,7 +55,6 @@ QUALITY_RUNS = (  # (row label, config, overrides)
     ("gru4rec", "gru4rec_ml100k", []),
     ("narm", "narm_ml100k", []),
     ("dssm", "dssm_ml100k", []),
-    ("dssm + item features (genres, year)", "dssm_ml100k", ["model.item_features=[item_id,genres,year]"]),
     ("youtube_dnn", "youtube_dnn_ml100k", []),
     ("facebook_dssm", "facebook_dssm_ml100k", []),
     ("mind", "mind_ml100k", []),
@@ -63,11 +63,13 @@ SYNTHETIC_RUNS = tuple((name, f"{name}_synthetic", []) for name in ("sasrec", "g
 SEEDS = (0, 1, 2)
 
 
-def _train_quality(label: str, config_name: str, overrides: list, seed: int, epochs: int, out: str,
+def _train_quality(label: str, config_name: str, overrides: list, seed: int, epochs: Optional[int], out: str,
                    results: Path, data: Path = ROOT / "data/ml-100k/recall", key: Optional[str] = None) -> dict:
     """Train one (config, seed) on one rank; the result is kept in ``results`` (reused when present).
 
-    ``key`` names the cached result (default: the config, plus ``-features`` when overridden)."""
+    ``epochs``: the cap on epochs (``None``: the config's ``trainer.epochs``); ``key`` names the
+    cached result (default: the config, plus ``-features`` when overridden).
+    """
     import json
 
     from bigrec.config import load_config
@@ -75,11 +77,11 @@ def _train_quality(label: str, config_name: str, overrides: list, seed: int, epo
     from bigrec.train.trainer import train
 
     key = key or f"{config_name}{'-features' if overrides else ''}"
-    cached = results / f"{key}-seed{seed}-epochs{epochs}.json"
+    cached = results / f"{key}-seed{seed}-epochs{epochs or 'config'}.json"
     if cached.exists():
         return json.loads(cached.read_text())
     config = load_config(ROOT / f"configs/recall/{config_name}.yaml",
-                         overrides + [f"trainer.epochs={epochs}", f"trainer.seed={seed}",
+                         overrides + ([f"trainer.epochs={epochs}"] if epochs else []) + [f"trainer.seed={seed}",
                                       f"trainer.output_dir={out}/{config_name}-{seed}", "trainer.progress_bar=false",
                                       "sharding.print_plan=false", f"data.path={data}"])
     started = time.perf_counter()
@@ -109,19 +111,24 @@ def _table_row(label: str, runs: list[dict]) -> str:
             f"{_spread([run['seconds'] for run in runs], 0)} s |")
 
 
-def quality(epochs: int, results: Path) -> str:
-    lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items). Every item of the user's training",
-             "interactions and the valid item are excluded from the ranking (the same for every model and the",
-             "baseline); a target ranks after every item scoring at least as high as it (ties count against it).",
-             f"{epochs} epoch(s) per run, configs/recall/*_ml100k.yaml, mean ± standard deviation over seeds "
-             f"{', '.join(map(str, SEEDS))}.",
-             "Regenerate: `python tools/bench/models_recall.py quality --epochs N`.", "",
+def quality(epochs: Optional[int], results: Path, synthetic_table: bool = False) -> str:
+    budget = (f"at most {epochs} epoch(s) per run" if epochs else "each config's `trainer.epochs`") + \
+        " with its early stopping on valid NDCG@10 (the test score is the best epoch's)"
+    lines = ["Leave-last-out on MovieLens-100k (943 test users, 1,682 items), full ranking over every item. Every",
+             "item of the user's training interactions and the valid item are excluded from the ranking (the same",
+             "for every model and the baseline); a target ranks after every item scoring at least as high as it",
+             f"(ties count against it). configs/recall/<model>_ml100k.yaml, {budget}, one rank, one",
+             f"core (`OMP_NUM_THREADS=1`), mean ± standard deviation over seeds {', '.join(map(str, SEEDS))}.",
+             f"Regenerate: `python tools/bench/models_recall.py quality{f' --epochs {epochs}' if epochs else ''} "
+             "--results runs/bench/recall_quality` (resumable).", "",
              "| model | Recall@10 | NDCG@10 | MRR@10 | best epoch | train time |", "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as out:
         for label, config_name, overrides in QUALITY_RUNS:
             runs = [_train_quality(label, config_name, overrides, seed, epochs, out, results) for seed in SEEDS]
             lines.append(_table_row(label, runs))
         lines.append(_popular_row(ROOT / "data/ml-100k/recall"))
+        if not synthetic_table:
+            return "\n".join(lines)
         synthetic = ROOT / "data/synthetic/sequences"
         if not (synthetic / "schema.json").exists():
             from bigrec.data.synthetic_sequences import generate_sequences
@@ -310,7 +317,10 @@ def throughput(steps: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["quality", "proofs", "throughput"])
-    parser.add_argument("--epochs", type=int, default=10, help="quality: epochs per model")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="quality: cap on epochs per run (default each config's trainer.epochs)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="quality: add the synthetic Markov-sequence table")
     parser.add_argument("--results", type=Path, default=None,
                         help="quality, proofs: keep each run's result here and reuse those present (default: none kept)")
     parser.add_argument("--steps", type=int, default=60, help="throughput: training steps per run")
@@ -320,11 +330,11 @@ def main() -> None:
     quiet_third_party()
     if args.what == "quality":
         with tempfile.TemporaryDirectory() as scratch:
-            body = quality(args.epochs, args.results or Path(scratch))
+            body = quality(args.epochs, args.results or Path(scratch), args.synthetic)
         replace_section(ROOT / "docs/models.md", "Recall", body)
     elif args.what == "proofs":
         with tempfile.TemporaryDirectory() as scratch:
-            body = proofs(args.epochs, args.results or Path(scratch))
+            body = proofs(args.epochs or 10, args.results or Path(scratch))
         replace_section(ROOT / "docs/models.md", "Recall: planted signals", body)
     else:
         replace_section(ROOT / "docs/benchmarks.md", "Recall", throughput(args.steps))

@@ -24,8 +24,9 @@ from bigrec.models.inputs import FieldInput, FirstOrder
 from bigrec.models.layers import MLP
 
 
-def _bags(embeddings, schema: Schema) -> tuple[nn.ModuleDict, dict[str, str]]:
-    """One sparse ``nn.EmbeddingBag`` per table of bigrec's ``FeatureEmbeddings``, and feature -> table.
+def _bags(embeddings, schema: Schema, sparse: bool = True) -> tuple[nn.ModuleDict, dict[str, str]]:
+    """One ``nn.EmbeddingBag`` (sparse gradients with ``sparse``) per table of bigrec's ``FeatureEmbeddings``,
+    and feature -> table.
 
     Tables bigrec keeps in an ``EmbeddingCollection`` (shared with a sequence feature)
     become bags too, pooled as the schema says.
@@ -38,7 +39,7 @@ def _bags(embeddings, schema: Schema) -> tuple[nn.ModuleDict, dict[str, str]]:
         if not names:
             continue
         bound = config.num_embeddings ** -0.5
-        bags[config.name] = nn.EmbeddingBag(config.num_embeddings, config.embedding_dim, sparse=True,
+        bags[config.name] = nn.EmbeddingBag(config.num_embeddings, config.embedding_dim, sparse=sparse,
                                             mode=schema[names[0]].pooling, include_last_offset=True)
         nn.init.uniform_(bags[config.name].weight, -bound, bound)
         tables.update({name: config.name for name in names})
@@ -46,11 +47,16 @@ def _bags(embeddings, schema: Schema) -> tuple[nn.ModuleDict, dict[str, str]]:
 
 
 class PlainDeepFM(nn.Module):
-    """DeepFM with ``nn.EmbeddingBag`` tables; the table layout is read off bigrec's model for ``schema``."""
+    """DeepFM with ``nn.EmbeddingBag`` tables; the table layout is read off bigrec's model for ``schema``.
+
+    ``sparse=False`` is the naive variant: dense table gradients, for :class:`PlainTrainer`'s
+    one Adam over every parameter (what plain code does before anyone tunes it).
+    """
 
     def __init__(self, schema: Schema, features: Sequence[str] | None = None,
-                 hidden_units: Sequence[int] = (256, 128), embedding_dim: int = 16) -> None:
+                 hidden_units: Sequence[int] = (256, 128), embedding_dim: int = 16, sparse: bool = True) -> None:
         super().__init__()
+        self.sparse = sparse
         layout = build_model("deepfm", schema, {"features": features, "hidden_units": list(hidden_units),
                                                 "embedding_dim": embedding_dim}, device=torch.device("meta"))
         meta = torch.device("meta")
@@ -58,8 +64,8 @@ class PlainDeepFM(nn.Module):
         linear = FirstOrder(schema, layout.fields.id_names, device=meta)
         self.names = fields.id_names
         self.dense_index = layout.fields.dense.index
-        self.embeddings, self.tables = _bags(fields.embeddings, schema)
-        self.linear, self.linear_tables = _bags(linear.weights, schema)
+        self.embeddings, self.tables = _bags(fields.embeddings, schema, sparse)
+        self.linear, self.linear_tables = _bags(linear.weights, schema, sparse)
         width = len(self.dense_index)
         self.dense_field = nn.Linear(width, embedding_dim) if width else None
         self.dense_linear = nn.Linear(width, 1) if width else None
@@ -97,19 +103,23 @@ class PlainDeepFM(nn.Module):
 
 
 class PlainTrainer:
-    """One training step of :class:`PlainDeepFM`: BCE loss, sparse Adagrad + dense (fused) Adam."""
+    """One training step of :class:`PlainDeepFM`: BCE loss; sparse Adagrad over the tables + fused Adam over
+    the rest, or (a model with ``sparse=False``) one fused Adam over every parameter."""
 
     def __init__(self, model: PlainDeepFM, sparse_lr: float = 0.05, dense_lr: float = 0.001) -> None:
         self.model = model
-        self.sparse = torch.optim.Adagrad(model.sparse_parameters(), lr=sparse_lr)
-        self.dense = torch.optim.Adam(model.dense_parameters(), lr=dense_lr, fused=True)
+        if model.sparse:
+            self.optimizers = [torch.optim.Adagrad(model.sparse_parameters(), lr=sparse_lr),
+                               torch.optim.Adam(model.dense_parameters(), lr=dense_lr, fused=True)]
+        else:
+            self.optimizers = [torch.optim.Adam(model.parameters(), lr=dense_lr, fused=True)]
         self.loss = nn.BCEWithLogitsLoss()
 
     def step(self, batch: Batch) -> torch.Tensor:
-        self.sparse.zero_grad()
-        self.dense.zero_grad()
+        for optimizer in self.optimizers:
+            optimizer.zero_grad()
         loss = self.loss(self.model(batch), batch.labels[:, 0])
         loss.backward()
-        self.sparse.step()
-        self.dense.step()
+        for optimizer in self.optimizers:
+            optimizer.step()
         return loss.detach()

@@ -73,8 +73,9 @@ def timed(run_steps, steps: int) -> tuple[float, float]:
 
 
 def measure(data_dir: str, out_dir: str, batch_size: int, steps: int, params: dict, repeats: int,
-            baseline: bool) -> dict:
-    """On each rank: alternate timed windows of the trainer and (with ``baseline``) the plain model."""
+            baseline: bool, naive_baseline: bool = False) -> dict:
+    """On each rank: alternate timed windows of the trainer and (with ``baseline``) the plain model
+    (and, with ``naive_baseline``, the plain model with dense table gradients and one Adam)."""
     import torch
 
     from bigrec.train.trainer import Trainer, prepare
@@ -92,11 +93,13 @@ def measure(data_dir: str, out_dir: str, batch_size: int, steps: int, params: di
 
     runs = {"bigrec": bigrec_steps}
     if baseline:
-        torch.manual_seed(0)
-        plain = PlainTrainer(PlainDeepFM(trainer.schema, params.get("features"), params["hidden_units"],
-                                         params["embedding_dim"]))
-        plain_batches = endless(prepare(config).splits["train"])
-        runs["plain"] = lambda n: [plain.step(b) for b in itertools.islice(plain_batches, n)]
+        variants = {"plain": True, **({"plain_dense": False} if naive_baseline else {})}
+        for name, sparse in variants.items():
+            torch.manual_seed(0)
+            runs[name] = _plain_steps(PlainTrainer(PlainDeepFM(trainer.schema, params.get("features"),
+                                                               params["hidden_units"], params["embedding_dim"],
+                                                               sparse=sparse)),
+                                      endless(prepare(config).splits["train"]))
     for run in runs.values():
         run(WARMUP)
     rates = {name: [] for name in runs}
@@ -109,6 +112,10 @@ def measure(data_dir: str, out_dir: str, batch_size: int, steps: int, params: di
     trainer.close()
     return {"rates": rates, "cpu_rates": cpu_rates, "plan": {t: (s.sharding_type, s.compute_kernel) for m in trainer.plan.plan.values()
                                      for t, s in m.items()}}
+
+
+def _plain_steps(plain, batches: Iterator):
+    return lambda n: [plain.step(b) for b in itertools.islice(batches, n)]
 
 
 def synthetic_data(directory: str, rows: int) -> str:
@@ -127,16 +134,22 @@ def compare(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, params = data_set(args.command, tmp, args.rows)
         [result] = run_ranks(measure, 1, data_dir, str(Path(tmp) / "run"), args.batch_size, args.steps, params,
-                             args.repeats, True)
+                             args.repeats, True, args.naive_baseline)
     print(f"{args.command}: {args.batch_size} rows per step, 1 rank x 1 thread, {args.steps} steps per window, "
           f"best of {args.repeats} alternating; load average {os.getloadavg()[0]:.1f}")
     print("| trainer | samples/s per wall second (best) | all windows | ratio to plain "
           "| samples/s per CPU second (best) | ratio to plain |\n|---|---:|---|---:|---:|---:|")
     wall, cpu = result["rates"], result["cpu_rates"]
-    for label, name in (("plain PyTorch", "plain"), ("bigrec", "bigrec")):
+    labels = {"plain": "plain PyTorch (sparse Adagrad tables, fused Adam dense)",
+              "plain_dense": "plain PyTorch, naive (dense gradients, one Adam over all)", "bigrec": "bigrec"}
+    for name in [n for n in labels if n in wall]:
+        label = labels[name]
         print(f"| {label} | {max(wall[name]):,.0f} | {', '.join(f'{r:,.0f}' for r in wall[name])} "
               f"| {max(wall[name]) / max(wall['plain']):.2f} | {max(cpu[name]):,.0f} "
               f"| {max(cpu[name]) / max(cpu['plain']):.2f} |")
+    if "plain_dense" in wall:
+        print(f"bigrec / naive plain PyTorch: {max(wall['bigrec']) / max(wall['plain_dense']):.2f} per wall second, "
+              f"{max(cpu['bigrec']) / max(cpu['plain_dense']):.2f} per CPU second")
     print("plan:", result["plan"])
 
 
@@ -189,6 +202,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=300_000, help="rows of the synthetic data set")
     parser.add_argument("--top", type=int, default=15, help="profile: events listed by self CPU time")
+    parser.add_argument("--naive-baseline", action="store_true",
+                        help="ml100k/synthetic: also time plain PyTorch with dense table gradients and one Adam")
     args = parser.parse_args()
     big = args.command == "synthetic" or (args.command != "ml100k" and args.data == "synthetic")
     args.batch_size = args.batch_size or (2048 if big else 256)

@@ -7,7 +7,10 @@ sequence training*. With ``all_positions`` a training batch holds one row per
 sequence window (``train_sequences.parquet``, :mod:`bigrec.data.sequences`); the
 encoder's state after every history position, which sees only the items up to
 that position, is scored against the item that follows it, so one forward pass
-trains every position instead of one row per prefix recomputing the encoder.
+trains every position instead of one row per prefix recomputing the encoder. When
+the layout's windows overlap (``metadata["sequences"]["stride"]`` < the window),
+only each row's last ``stride`` positions are trained; the earlier ones are
+context only.
 Evaluation, export and last-position training read the state at the last real
 position.
 """
@@ -20,6 +23,7 @@ from typing import Optional
 import torch
 
 from bigrec.batch import Batch
+from bigrec.data.sequences import window_stride
 from bigrec.errors import ConfigError
 from bigrec.features import Schema
 from bigrec.models.embeddings import FeatureEmbeddings
@@ -61,6 +65,7 @@ class SequentialRecallModel(RecallModel):
         if embedding_dim < 4 or embedding_dim % 4:
             raise ConfigError(f"{model}: the item vector size {embedding_dim} must be a positive multiple of 4")
         self.all_positions = bool(all_positions)
+        self.window_targets = window_stride(schema)  # trained positions per window row (None: all)
         self.embeddings = FeatureEmbeddings(self.lookup_schema, [item_feature, history_feature] + self.candidates.keys,
                                             embedding_dim=embedding_dim, device=device)
 
@@ -82,7 +87,8 @@ class SequentialRecallModel(RecallModel):
         """The output from the user vector after every position.
 
         In one-pass training every real position is a training row
-        (``position_targets``, :func:`~bigrec.models.sequence.next_item_targets`);
+        (``position_targets``, :func:`~bigrec.models.sequence.next_item_targets`),
+        the context-only positions of overlapping windows excepted;
         otherwise the user vector is the state at the last real position.
 
         Args:
@@ -93,6 +99,6 @@ class SequentialRecallModel(RecallModel):
             ids = batch.sequence_features[self.history_feature].to_padded_dense(
                 desired_length=history.mask.shape[1], padding_value=-1)
             next_ids, next_items = next_item_targets(ids, history.items, history.mask, self.target_ids(batch),
-                                                     history.target)
+                                                     history.target, self.window_targets)
             return RecallOutput(states, next_items, history.candidates, position_targets=next_ids)
         return RecallOutput(last_state(states, history.mask), history.target, history.candidates)
