@@ -73,9 +73,29 @@ def test_order_of_the_behaviours_changes_the_prediction():
     assert not torch.allclose(logits[0], logits[1])
 
 
+@pytest.mark.parametrize("pooling", ["candidate", "mean"])
+def test_pooled_outputs_feed_an_h_wide_input_and_ignore_padding(pooling):
+    """``candidate`` / ``mean`` pooling: the MLP reads H values, padding never counts, an empty history works."""
+    schema, batch = tiny_batch([[3, 4, 5, 6], [7, 8], []])
+    torch.manual_seed(0)
+    model = BST(schema, **SMALL, pooling=pooling).eval()
+    flat = BST(schema, **SMALL).eval()
+    assert model.mlp.layers[0].in_features == flat.mlp.layers[0].in_features - 4 * 8  # (m + 1) H -> H
+    _, candidate, history, mask = model.sequence(batch)
+    encoded = model.encode(candidate, history, mask)
+    pooled = model.pool(encoded, mask)
+    expected = encoded[:, -1] if pooling == "candidate" else encoded.sum(1) / (mask.sum(1, keepdim=True) + 1)
+    assert pooled.shape == (3, 8) and torch.allclose(pooled, expected, atol=1e-6)
+    assert torch.allclose(pooled[2], encoded[2, -1], atol=1e-6)  # empty history: the candidate alone
+    logits = model(batch).logits
+    assert logits.shape == (3,) and torch.isfinite(logits).all()
+    mechanism(model, batch)
+
+
 @pytest.mark.parametrize("params, message", [
     ({"num_heads": 3}, "hidden_size divisible by num_heads"),
     ({"max_len": 0}, r"max_len must be an integer in \[1, 4\]"),
+    ({"pooling": "last"}, "pooling must be one of flatten, candidate, mean, got 'last'"),
 ])
 def test_bad_parameters_name_the_model_and_the_valid_values(params, message):
     schema, _ = tiny_batch([[1]])

@@ -163,3 +163,19 @@ def test_padding_never_enters_the_attention_batch_statistics():
                activation="dice").train()
     wide.load_state_dict(model.state_dict())
     assert torch.allclose(model.attention(short)[:, :2], wide.attention(long)[:, :2], atol=1e-6)
+
+
+def test_max_len_keeps_the_most_recent_behaviours():
+    """``max_len=2`` on ``[3, 4, 5, 6]`` reads exactly what the full model reads on ``[5, 6]``."""
+    schema, batch = tiny_batch([[3, 4, 5, 6], [7], []])
+    _, recent = tiny_batch([[5, 6], [7], []])
+    params = {"behavior_features": BEHAVIOR, "attention_units": [8], "hidden_units": [8], "embedding_dim": 4,
+              "activation": "prelu"}
+    torch.manual_seed(0)
+    short = DIN(schema, **params, max_len=2).eval()
+    full = DIN(schema, **params).eval()
+    full.load_state_dict(short.state_dict())
+    assert short.attention(batch).shape == (3, 2)
+    assert torch.allclose(short(batch).logits, full(recent).logits, atol=1e-6)
+    with pytest.raises(ConfigError, match=r"DIN: max_len must be an integer in \[1, 4\]"):
+        DIN(schema, **params, max_len=5)

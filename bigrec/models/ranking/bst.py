@@ -10,7 +10,10 @@ position in units of behaviours. Padding is masked as a key in every attention
 (it receives no weight) and its outputs are zeroed; the candidate token is
 always present, so an empty history still gives every query a key. The
 transformer outputs of all ``max_len + 1`` tokens are concatenated with the
-other features and fed to an MLP.
+other features and fed to an MLP (``pooling="flatten"``, the paper's choice);
+``pooling="candidate"`` feeds only the candidate token's output and
+``pooling="mean"`` the masked mean over the real tokens, an MLP input of ``H``
+instead of ``(max_len + 1) H`` for small data where the flattened input overfits.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from bigrec.models.inputs import DenseColumns, id_feature_names
 from bigrec.models.layers import MLP
 from bigrec.models.output import ModelOutput
 from bigrec.models.registry import register_model
-from bigrec.models.sequence import behavior_tensors, history_length, keep_recent, pair_behaviors
+from bigrec.models.sequence import behavior_tensors, history_length, keep_recent, masked_mean, pair_behaviors
+
+POOLINGS = ("flatten", "candidate", "mean")
 
 
 @register_model("bst")
@@ -53,6 +58,9 @@ class BST(RecModel):
         feedforward_size: width of the transformer's feed-forward layer (default 4 H).
         embedding_dim: D of every table.
         max_len: history positions used, the most recent kept (default: the history's ``max_len``).
+        pooling: how the transformer outputs reach the MLP: ``flatten`` (all ``m + 1`` tokens
+            concatenated, the paper's), ``candidate`` (the candidate token's output) or ``mean``
+            (masked mean over the real tokens).
 
     Shapes: ``forward(batch) -> ModelOutput(logits [B])``; ``attention(batch) -> [B, heads, m + 1, m + 1]``
     the first layer's attention weights (keys on padding get 0; the candidate is token ``m``).
@@ -71,13 +79,16 @@ class BST(RecModel):
                  num_layers: int = 1, hidden_size: int = 32, dropout_rate: float = 0.1,
                  hidden_units: Sequence[int] = (200, 80), activation: str = "prelu",
                  dropout_rates: float | Sequence[float] = 0.0, feedforward_size: Optional[int] = None,
-                 embedding_dim: int = 16, max_len: Optional[int] = None,
+                 embedding_dim: int = 16, max_len: Optional[int] = None, pooling: str = "flatten",
                  device: Optional[torch.device] = None) -> None:
         super().__init__(schema)
         names = self.resolve_features(features)
         if num_heads < 1 or num_layers < 1 or hidden_size < 1 or hidden_size % num_heads:
             raise ConfigError(f"bst: need num_heads >= 1, num_layers >= 1 and hidden_size divisible by num_heads, "
                               f"got num_heads={num_heads}, num_layers={num_layers}, hidden_size={hidden_size}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"bst: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        self.pooling = pooling
         self.pairs = pair_behaviors(schema, names, behavior_features, "bst")
         self.max_len = history_length(schema, self.pairs, max_len, "bst")
         self.id_names = id_feature_names(schema, names)
@@ -91,8 +102,8 @@ class BST(RecModel):
         layer = nn.TransformerEncoderLayer(hidden_size, num_heads, dim_feedforward=feedforward_size or 4 * hidden_size,
                                            dropout=dropout_rate, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        in_dim = (sum(self.embeddings.output_dim(n) for n in self.id_names) + (self.max_len + 1) * hidden_size
-                  + self.dense.out_features)
+        pooled = (self.max_len + 1) * hidden_size if pooling == "flatten" else hidden_size
+        in_dim = sum(self.embeddings.output_dim(n) for n in self.id_names) + pooled + self.dense.out_features
         self.mlp = MLP(in_dim, hidden_units, dropout_rates, activation)
         self.head = nn.Linear(self.mlp.out_features, 1)
         self.register_buffer("steps", torch.arange(self.max_len + 1), persistent=False)
@@ -116,6 +127,14 @@ class BST(RecModel):
         tokens, mask = self.tokens(candidate, history, mask)
         return self.encoder(tokens, src_key_padding_mask=~mask) * mask[:, :, None].to(tokens.dtype)
 
+    def pool(self, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The MLP's view of the outputs ``[B, m + 1, H]`` (history mask ``[B, m]``): ``[B, (m + 1) H]`` or ``[B, H]``."""
+        if self.pooling == "flatten":
+            return encoded.flatten(1)
+        if self.pooling == "candidate":
+            return encoded[:, -1]
+        return masked_mean(encoded, torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1))
+
     def attention(self, batch: Batch) -> torch.Tensor:
         """The first layer's attention weights ``[B, heads, m + 1, m + 1]`` (query, key)."""
         _, candidate, history, mask = self.sequence(batch)
@@ -127,6 +146,6 @@ class BST(RecModel):
 
     def forward(self, batch: Batch) -> ModelOutput:
         embedded, candidate, history, mask = self.sequence(batch)
-        encoded = self.encode(candidate, history, mask).flatten(1)  # [B, (m + 1) * H]
+        encoded = self.pool(self.encode(candidate, history, mask), mask)  # [B, (m + 1) H] or [B, H]
         parts = [embedded.pooled[n] for n in self.id_names] + [encoded, self.dense(batch)]
         return ModelOutput(self.head(self.mlp(torch.cat(parts, dim=-1))).squeeze(-1))

@@ -24,7 +24,7 @@ from bigrec.models.embeddings import FeatureEmbeddings
 from bigrec.models.inputs import DenseColumns, id_feature_names
 from bigrec.models.layers import MLP
 from bigrec.models.output import ModelOutput
-from bigrec.models.sequence import TargetAttention, behavior_tensors, pair_behaviors
+from bigrec.models.sequence import TargetAttention, behavior_tensors, history_length, keep_recent, pair_behaviors
 from bigrec.models.registry import register_model
 
 
@@ -48,8 +48,9 @@ class DIN(RecModel):
         activation: activation of both MLPs (``dice`` as in the paper, ``prelu``, ``relu``...).
         dropout_rates: dropout of the output MLP, one rate or one per layer.
         embedding_dim: D of every table.
+        max_len: history positions used, the most recent kept (default: the history's ``max_len``).
 
-    Shapes: ``forward(batch) -> ModelOutput(logits [B])``; ``attention(batch) -> [B, L]`` weights.
+    Shapes: ``forward(batch) -> ModelOutput(logits [B])``; ``attention(batch) -> [B, m]`` weights (``m = max_len``).
 
     Example::
 
@@ -63,10 +64,12 @@ class DIN(RecModel):
                  behavior_features: Mapping[str, str] | Sequence[str] = ("hist_item_ids",),
                  attention_units: Sequence[int] = (64, 16), hidden_units: Sequence[int] = (200, 80),
                  activation: str = "dice", dropout_rates: float | Sequence[float] = 0.0,
-                 embedding_dim: int = 16, device: Optional[torch.device] = None) -> None:
+                 embedding_dim: int = 16, max_len: Optional[int] = None,
+                 device: Optional[torch.device] = None) -> None:
         super().__init__(schema)
         names = self.resolve_features(features)
         self.pairs = pair_behaviors(schema, names, behavior_features, "DIN")  # checks them against the schema
+        self.max_len = history_length(schema, self.pairs, max_len, "DIN")
         self.id_names = id_feature_names(schema, names)
         self.dense = DenseColumns(schema, names)
         histories = [h for _, h in self.pairs]
@@ -80,11 +83,12 @@ class DIN(RecModel):
     def _interest(self, batch: Batch):
         embedded = self.embeddings(batch)
         query, keys, mask = behavior_tensors(embedded, self.pairs)  # [B, P*D], [B, L, P*D], [B, L]
+        keys, mask = keep_recent(keys, mask, self.max_len)  # [B, m, P*D], [B, m]
         interest, weights = self.attention_unit(query, keys, mask)
         return embedded, interest, weights
 
     def attention(self, batch: Batch) -> torch.Tensor:
-        """Attention weights ``[B, L]`` over the history (0 on padding)."""
+        """Attention weights ``[B, m]`` over the kept history (0 on padding)."""
         return self._interest(batch)[2]
 
     def forward(self, batch: Batch) -> ModelOutput:
