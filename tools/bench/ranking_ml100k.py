@@ -72,8 +72,9 @@ def run_one(model: str, seed: int, overrides: list[str], results: Path) -> dict:
     return row
 
 
-def table(seeds: list[int], overrides: list[str], results: Path) -> str:
-    """The Markdown table over every model with saved results for the current configs and ``seeds``."""
+def table(seeds: list[int], overrides: list[str], results: Path, previous: dict[str, str]) -> str:
+    """The Markdown table over every model with saved results for the current configs and ``seeds``; a model
+    without results here keeps its ``previous`` row (made where its results are)."""
     lines = ["MovieLens-100k ranking split (rating >= 4 is a click; each user's last 10% of ratings is test, the",
              "10% before it valid). Real trainer, 1 rank, one thread, `configs/ranking/<model>_ml100k.yaml` (5 epochs,",
              "early stopping on validation AUC, patience 2; test metrics of the best epoch), mean ± standard",
@@ -90,12 +91,20 @@ def table(seeds: list[int], overrides: list[str], results: Path) -> str:
         runs = [json.loads(p.read_text()) for p in (_result_path(results, model, s, overrides) for s in seeds)
                 if p.exists()]
         if not runs:
-            lines.append(f"| {model} | not run | | | 0 |")
+            lines.append(previous.get(model, f"| {model} | not run | | | 0 |"))
             continue
         tests = [run["test"] for run in runs]
         lines.append(f"| {model} | " + " | ".join(_spread([t[m] for t in tests]) for m in METRICS)
                      + f" | {', '.join(str(run['best_epoch']) for run in runs)} | {len(runs)} |")
     return "\n".join(lines)
+
+
+def _rows_in_docs() -> dict[str, str]:
+    """``model -> its row`` of the table now in docs/models.md."""
+    text = (ROOT / "docs/models.md").read_text()
+    section = text.split(f"## {HEADING}", 1)[1].split("\n## ", 1)[0] if f"## {HEADING}" in text else ""
+    return {line.split("|")[1].strip(): line for line in section.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in MODELS}
 
 
 def _ensure_data() -> None:
@@ -129,7 +138,7 @@ def main() -> None:
             row = run_one(model, seed, args.overrides, args.results)
             print(f"{model} seed {seed}: auc {row['test']['auc']:.4f} logloss {row['test']['logloss']:.4f} "
                   f"best epoch {row['best_epoch']} ({row['seconds']} s)", flush=True)
-    body = table(seeds, args.overrides, args.results)
+    body = table(seeds, args.overrides, args.results, _rows_in_docs())
     print(body)
     if not args.print_only:
         replace_section(ROOT / "docs/models.md", HEADING, body)
