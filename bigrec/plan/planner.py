@@ -82,7 +82,7 @@ def build_planning_module(config: Config, compute_device: str, optimizer: Option
     """
     schema = Schema.load(config.data.resolve("schema"))
     model = build_streamed_model(config.model.name, schema, config.model.params, device=torch.device("meta"))
-    module = build_task(model, schema, config.task).wrap(model)
+    module = build_task(model, model.schema, config.task).wrap(model)
     optimizer_config = config.trainer.sparse_optimizer
     if optimizer:
         optimizer_config = replace(optimizer_config, name=optimizer)
