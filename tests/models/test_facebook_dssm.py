@@ -100,6 +100,31 @@ def test_margin_loss_adds_the_mined_triplet():
     assert value.item() == pytest.approx((0.3 + 1.5 + 1.3) / 2)
 
 
+def test_margin_loss_averages_several_random_negatives_never_the_own_item():
+    from bigrec.models.output import RecallOutput
+    from bigrec.tasks.retrieval.task import RetrievalOptions
+
+    user, target = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    sampled = torch.tensor([[0.9, 0.0], [0.0, 0.2], [0.5, 0.5]])  # scores row 0: 0.9 0 0.5, row 1: 0 0.2 0.5
+    ids, targets = torch.tensor([2, 5, 4]), torch.tensor([2, 3])  # item 2 is row 0's own target: never a negative
+    every = MarginLoss(num_items=6, temperature=1.0, padding_item=0, margin=0.5, random_negatives=8)
+    value = every(RecallOutput(user, target, sampled), targets, ids)
+    # row 0 (positive 1): negatives row 1's target 0, item 5 0, item 4 0.5 -> triplets 0, 0, 0
+    # row 1 (positive 1): negatives row 0's target 0, item 2 0, item 5 0.2, item 4 0.5 -> 0, 0, 0, 0
+    assert value.item() == pytest.approx(0.0)
+    user = torch.tensor([[0.5, 0.0], [0.0, 0.5]])  # positives score 0.5: a triplet is the negative's score
+    value = every(RecallOutput(user, target, sampled), targets, ids)
+    # row 0: 0 (row 1's target), 0 (item 5), 0.25 (item 4); row 1: 0, 0 (item 2), 0.1, 0.25
+    assert value.item() == pytest.approx((0.25 / 3 + 0.35 / 4) / 2)
+    torch.manual_seed(0)
+    one = MarginLoss(num_items=6, temperature=1.0, padding_item=0, margin=0.5)  # one random negative per row
+    user = torch.tensor([[0.5, 0.0], [0.5, 0.5]])  # row 0: only row 1's target (0); row 1: row 0's (0.5) or item 2
+    draws = {round(one(RecallOutput(user, target, sampled[:1]), targets, ids[:1]).item(), 4) for _ in range(30)}
+    assert draws == {0.25, 0.225}
+    with pytest.raises(ConfigError, match="random_negatives"):
+        RetrievalOptions.from_dict({"loss": "margin", "random_negatives": 0})
+
+
 def test_mined_negatives_are_checkpointed_and_a_mid_epoch_resume_keeps_them(tmp_path):
     """The mined table is checkpointed: a run resumed mid-epoch trains on it, without mining again."""
     from bigrec.testing import SYNTHETIC_SETS

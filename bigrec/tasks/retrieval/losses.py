@@ -13,8 +13,8 @@ Every loss is an ``nn.Module`` with two methods the retrieval task calls per ste
 ``sampled``           softmax over in-batch targets plus ``num_negatives`` sampled ids, with one
                       log-Q correction for the mixed proposal (Yi et al., 2019)
 ``margin``            pairwise / triplet margin loss ``relu(margin - s(u, v+) + s(u, v-))`` on
-                      one negative per row: random or the hardest among in-batch and sampled
-                      candidates (online mining), plus with ``mining: offline`` a second term on
+                      ``random_negatives`` random negatives per row (their mean) or the hardest
+                      among in-batch and sampled candidates (online mining), plus with ``mining: offline`` a second term on
                       a negative mined per user from the model's top results once per epoch
                       (embedding-based retrieval, Huang et al., 2020; see ``mining.py``)
 ``bpr_max``           GRU4Rec's BPR-max over in-batch and sampled negatives, each weighted by its
@@ -195,11 +195,12 @@ class SampledSoftmax(nn.Module):
 
 
 class MarginLoss(nn.Module):
-    """Triplet margin loss ``relu(margin - s(u, v+) + s(u, v-))`` with one negative per row.
+    """Triplet margin loss ``relu(margin - s(u, v+) + s(u, v-))`` on random and hard negatives.
 
     ``hard_negatives``: the negative is the highest-scoring candidate that is not the
     row's own target (in-batch targets plus ``num_negatives`` sampled ids: online hard
-    negative mining); otherwise a random such candidate. ``mining="offline"`` adds a
+    negative mining); otherwise ``random_negatives`` distinct random such candidates,
+    the row's loss the mean of their triplets. ``mining="offline"`` adds a
     second triplet per row, weighted ``mined_weight``, on a negative drawn from the row's user's mined negatives
     (:class:`~bigrec.tasks.retrieval.mining.MinedNegatives`, filled once per epoch; the
     last ``B`` candidate ids are those draws). Scores are raw dot products (cosines for
@@ -209,9 +210,10 @@ class MarginLoss(nn.Module):
     def __init__(self, num_items: int, temperature: float, padding_item: Optional[int], num_negatives: int = 0,
                  negative_sampler: str = "uniform", margin: float = 0.1, hard_negatives: bool = False,
                  mining: str = "online", mined_count: int = 10, num_users: int = 0, mined_weight: float = 1.0,
-                 **_: object) -> None:
+                 random_negatives: int = 1, **_: object) -> None:
         super().__init__()
         self.margin = margin
+        self.random_negatives = int(random_negatives)
         self.mined_weight = mined_weight
         self.hard_negatives = hard_negatives
         self.sampler = SampledCandidates(num_items, num_negatives, negative_sampler, padding_item)
@@ -235,12 +237,14 @@ class MarginLoss(nn.Module):
         scores = score(output.user, torch.cat([output.target, candidates]))  # [B, B + M]
         own = ids[None, :] == targets[:, None]
         if self.hard_negatives:
-            negative = scores.masked_fill(own, float("-inf")).max(dim=1).values
-        else:
+            picked = scores.masked_fill(own, float("-inf")).max(dim=1, keepdim=True)
+            negative, valid = picked.values, torch.isfinite(picked.values)  # [B, 1]
+        else:  # random_negatives distinct random candidates per row, never the row's own item
             noise = torch.rand(scores.shape, device=scores.device).masked_fill(own, -1.0)
-            negative = scores.gather(1, noise.argmax(dim=1, keepdim=True)).squeeze(1)
-        valid = torch.isfinite(negative) & (~own).any(dim=1)
-        losses = F.relu(self.margin - positive + torch.where(valid, negative, positive + self.margin))
+            drawn = noise.topk(min(self.random_negatives, scores.shape[1]), dim=1)
+            negative, valid = scores.gather(1, drawn.indices), drawn.values >= 0  # [B, n]
+        triplets = F.relu(self.margin - positive[:, None] + negative).masked_fill(~valid, 0.0)
+        losses = triplets.sum(dim=1) / valid.sum(dim=1).clamp(min=1)  # a row without a negative adds 0
         if self.miner is not None:
             hard = F.relu(self.margin - positive + paired_score(output.user, mined))
             losses = losses + self.mined_weight * torch.where(mined_ids != targets, hard, torch.zeros_like(hard))

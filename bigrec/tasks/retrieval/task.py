@@ -11,6 +11,8 @@ Options (``task.options`` in the run config):
 ``num_negatives``   ``0``        extra sampled negatives per step (all but full)
 ``margin``          ``0.1``      margin of the ``margin`` loss
 ``hard_negatives``  ``false``    ``margin``: hardest candidate as the negative (mined online)
+``random_negatives`` ``1``       ``margin``: random negatives per row otherwise (the mean of their
+                                 triplets), drawn from the in-batch and sampled candidates
 ``mining``          ``online``   ``offline``: ``margin`` adds a negative per row drawn from its
                                  user's ``mined_count`` items ranked from ``mined_start`` by the
                                  model, mined before every epoch but the first (``mining.py``);
@@ -82,6 +84,7 @@ class RetrievalOptions:
     loss: str = "auto"
     margin: float = 0.1
     hard_negatives: bool = False
+    random_negatives: int = 1
     bpr_reg: float = 1.0
     full_softmax_max_items: int = 100_000
     num_negatives: int = 0
@@ -111,6 +114,8 @@ class RetrievalOptions:
                               f"got '{options.negative_sampler}'")
         if options.num_negatives < 0 or not options.ks or min(options.ks) < 1:
             raise ConfigError("task.options: num_negatives must be >= 0 and ks positive integers")
+        if options.random_negatives < 1:
+            raise ConfigError(f"task.options.random_negatives must be >= 1, got {options.random_negatives}")
         if options.bpr_reg < 0:
             raise ConfigError(f"task.options.bpr_reg must be >= 0, got {options.bpr_reg}")
         if options.temperature is not None and options.temperature <= 0:
@@ -162,6 +167,7 @@ class RetrievalModule(nn.Module):
                                     padding_item=options.padding_item, num_negatives=options.num_negatives,
                                     negative_sampler=options.negative_sampler, log_q=options.log_q,
                                     margin=options.margin, hard_negatives=options.hard_negatives,
+                                    random_negatives=options.random_negatives,
                                     mining=options.mining, mined_count=options.mined_count,
                                     mined_weight=options.mined_weight,
                                     num_users=schema[self.user_feature].vocab_size if self.user_feature else 0,
