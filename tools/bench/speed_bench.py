@@ -88,8 +88,9 @@ def measure(data_dir: str, out_dir: str, batch_size: int, steps: int, params: di
     bigrec_batches = endless(trainer.splits["train"])
 
     def bigrec_steps(n: int) -> None:
-        for _ in trainer._steps(bigrec_batches, n):
+        for _ in trainer._steps(bigrec_batches, n):  # what Trainer.train_epoch does per step, less logging
             trainer.schedule.step()
+            trainer.preemption.poll()
 
     runs = {"bigrec": bigrec_steps}
     if baseline:
