@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from bigrec.data.converters.badinput import BadInput
 from bigrec.data.converters.common import Settings, SpillFile, finish
-from bigrec.data.converters.keys import dictionary_keys, keys_of
+from bigrec.data.converters.keys import dictionary_keys, hex_word_entries, keys_of
 from bigrec.data.converters.options import PrepOptions, RunningMoments
 from bigrec.data.converters.output import OutputDir, Stats, open_split_writers
 from bigrec.data.converters.textio import (Block, CsvFormat, InOrder, Progress, ordered_map, parse_csv, staged_blocks,
@@ -152,8 +152,9 @@ def _key_column(column: pa.Array | pa.ChunkedArray,
     """``(spill column, bad bool [N], its entries)`` of a raw categorical column: its keys dictionary-encoded
     (a raw column read dictionary-encoded is keyed once per distinct value), and the column's
     :func:`entries_of`, handed to the tally."""
-    if pa.types.is_dictionary(column.type):
-        keys, present, wrong, rows = dictionary_keys(column, kind)
+    words = hex_word_entries(column) if kind == "hex" and not pa.types.is_dictionary(column.type) else None
+    if words is not None or pa.types.is_dictionary(column.type):
+        keys, present, wrong, rows = words if words is not None else dictionary_keys(column, kind)
         wrong = _gathered(wrong, rows)
     else:
         raw_keys, raw_present, wrong = keys_of(column, kind)
