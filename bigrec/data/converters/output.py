@@ -120,7 +120,7 @@ class SplitWriter:
             self._writer = ChunkedParquetWriter(path, self._schema, self.row_group_size, self.compression,
                                                 write_statistics=False, delta_ints=True)
             self.files += 1
-        self._writer.write(table.combine_chunks())
+        self._writer.write(table)  # chunks as they come: one row group per call, no copy to join them
         self._file_rows += table.num_rows
         self.rows += table.num_rows
 

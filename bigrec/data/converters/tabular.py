@@ -199,9 +199,13 @@ def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: 
             keep &= ~wrong
             columns[f.name] = pa.array(np.nan_to_num(values).astype(np.float32))
         for f in source.of_kind("dense"):
-            raw = table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-            values = options.dense(f.name).prepare(raw)
-            columns[f.name] = pa.array(values if f.name in standardized else values.astype(np.float32))
+            column, spec = table.column(f.source), options.dense(f.name)
+            dtype = np.float64 if f.name in standardized else np.float32
+            if pa.types.is_integer(column.type):
+                columns[f.name] = pa.array(spec.prepare_ints(column, dtype))
+            else:
+                raw = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+                columns[f.name] = pa.array(spec.prepare(raw).astype(dtype, copy=False))
         for f in source.of_kind("sparse"):
             column = table.column(f.source)
             if f.key == "str":
