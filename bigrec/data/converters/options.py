@@ -72,10 +72,12 @@ class DenseSpec:
             column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
         low, high = TABLE_RANGE
         table = _prepared_table(self, np.dtype(dtype).str)
-        ints = (column.fill_null(0) if column.null_count else column).to_numpy()
-        index = ints.view(np.uint64) - np.uint64(low & (2**64 - 1))  # wraps: outside the range -> >= size
-        outside = index >= np.uint64(high - low)
-        values = table[np.minimum(index, np.uint64(high - low - 1))]
+        column = column.cast(pa.int64()) if column.type != pa.int64() else column
+        # the values buffer as it is: what a null slot holds does not matter, it is overwritten below
+        ints = np.frombuffer(column.buffers()[1], dtype=np.int64, count=len(column), offset=column.offset * 8)
+        index = ints - low  # int64 (a value near 2**63 wraps, and is outside like any other)
+        outside = index.view(np.uint64) >= np.uint64(high - low)
+        values = np.take(table, index, mode="clip")
         if outside.any():
             values[outside] = self.prepare(ints[outside].astype(np.float64))
         if column.null_count:
