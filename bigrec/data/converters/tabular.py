@@ -6,7 +6,7 @@ Three passes, the raw text parsed only once:
    filled / clipped / logged, and categorical *keys*
    (:mod:`~bigrec.data.converters.keys`), appended to a spill file in the scratch
    directory; bad lines reported and dropped. Each block's keys are counted
-   (Arrow ``value_counts``) on the same threads, into out-of-core counters
+   (``np.bincount`` over their dictionary entries) on the same threads, into out-of-core counters
    (:class:`~bigrec.data.converters.vocab.KeyCounter`), with the moments of the
    dense features to standardise;
 2. **take back**: which rows are valid / test is known only once every row is
@@ -150,7 +150,8 @@ def entries_of(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
 def _key_column(column: pa.Array | pa.ChunkedArray,
                 kind: str) -> tuple[pa.DictionaryArray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(spill column, bad bool [N], its entries)`` of a raw categorical column: its keys dictionary-encoded
-    (a raw column read dictionary-encoded is keyed once per distinct value), and the column's
+    (a raw column read dictionary-encoded, or a hex column of 8-byte values taken as 64-bit words,
+    :func:`~bigrec.data.converters.keys.hex_word_entries`, is keyed once per distinct value), and the column's
     :func:`entries_of`, handed to the tally."""
     words = hex_word_entries(column) if kind == "hex" and not pa.types.is_dictionary(column.type) else None
     if words is not None or pa.types.is_dictionary(column.type):

@@ -81,7 +81,7 @@ class Block:
 
     path: str
     first_line: int
-    data: bytes | memoryview  # a view of the buffer read when nothing had to be joined (no copy)
+    data: bytes | memoryview  # a view of the memory-mapped file, or of the buffer read (compressed input)
     raw_bytes: int  # bytes of the (possibly compressed) file consumed for this block
     lines: int = -1  # counted from data unless given
 
