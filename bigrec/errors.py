@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 
 class BigrecError(Exception):
     """Base class: the CLI prints ``error: <message>`` and exits with status 2."""
@@ -35,3 +38,13 @@ class Preempted(BigrecError):
     def __init__(self, message: str, exit_status: int) -> None:
         super().__init__(message)
         self.exit_status = exit_status
+
+
+def read_json_file(path: str | Path, error: type[BigrecError], kind: str):
+    """The JSON document in ``path``; a missing or unparsable file raises ``error`` naming the file and ``kind``."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {kind} file not found") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not a valid {kind} file ({exc})") from None

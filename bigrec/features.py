@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Literal, Optional, Union
 
-from bigrec.errors import SchemaError
+from bigrec.errors import SchemaError, read_json_file
 
 IdPolicy = Literal["error", "modulo", "hash"]
 SIDES = ("user", "item", "context")
@@ -265,12 +265,7 @@ class Schema:
 
     @classmethod
     def load(cls, path: str | Path) -> "Schema":
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise SchemaError(f"{path}: schema file not found") from None
-        except json.JSONDecodeError as exc:
-            raise SchemaError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json_file(path, SchemaError, "schema")
         try:
             return cls.from_dict(data)
         except SchemaError as exc:

@@ -27,6 +27,17 @@ def _cardinalities(text: str) -> list[int]:
     return values
 
 
+def synthetic_parser(commands, name: str, help: str, positive_int=_positive_int, rows: int = 100_000):
+    """A ``bigrec data NAME`` parser with the arguments every generator takes: ``--output``,
+    ``--rows``, ``--seed`` and ``--embedding-dim`` (the rest are the generator's own)."""
+    parser = commands.add_parser(name, help=help)
+    parser.add_argument("--output", required=True, help="output directory")
+    parser.add_argument("--rows", type=positive_int, default=rows, help=f"total rows over all splits (default {rows})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embedding-dim", type=positive_int, default=16, help="embedding dim in schema.json")
+    return parser
+
+
 def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="prepare data sets (MovieLens-100k, synthetic Criteo-like)")
     commands = data.add_subparsers(dest="data_command", required=True)
@@ -132,36 +143,24 @@ def _run_synthetic_criteo(args: argparse.Namespace) -> int:
 def _register_behavior_and_multitask(commands) -> None:
     """``synthetic-behavior`` (DIN), ``synthetic-multitask``, ``synthetic-selection-bias`` (ESMM) and
     ``movielens-impressions`` (multi-task models)."""
-    sb = commands.add_parser("synthetic-behavior", help="synthetic behaviour sequences: label = candidate's "
-                                                        "category occurs in the history (DIN)")
-    sb.add_argument("--output", required=True, help="output directory")
-    sb.add_argument("--rows", type=_positive_int, default=100_000, help="total rows over all splits (default 100000)")
+    sb = synthetic_parser(commands, "synthetic-behavior", "synthetic behaviour sequences: label = candidate's "
+                                                          "category occurs in the history (DIN)")
     sb.add_argument("--num-items", type=_positive_int, default=1000)
     sb.add_argument("--num-categories", type=_positive_int, default=20)
     sb.add_argument("--max-len", type=_positive_int, default=20, help="longest history (default 20)")
     sb.add_argument("--strength", type=float, default=1.5, help="planted logit is +-strength (default 1.5)")
-    sb.add_argument("--seed", type=int, default=0)
-    sb.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
     sb.set_defaults(handler=_run_synthetic_behavior)
 
-    sm = commands.add_parser("synthetic-multitask", help="two binary tasks with a correlation knob (MMoE)")
-    sm.add_argument("--output", required=True, help="output directory")
-    sm.add_argument("--rows", type=_positive_int, default=100_000, help="total rows over all splits (default 100000)")
+    sm = synthetic_parser(commands, "synthetic-multitask", "two binary tasks with a correlation knob (MMoE)")
     sm.add_argument("--correlation", type=float, default=0.0, help="cosine of the two task directions, in [-1, 1]")
-    sm.add_argument("--seed", type=int, default=0)
-    sm.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
     sm.set_defaults(handler=_run_synthetic_multitask)
 
-    ss = commands.add_parser("synthetic-selection-bias", help="impressions with planted sample-selection bias: "
-                                                              "conversion observed only after a click (ESMM)")
-    ss.add_argument("--output", required=True, help="output directory")
-    ss.add_argument("--rows", type=_positive_int, default=100_000, help="total rows over all splits (default 100000)")
+    ss = synthetic_parser(commands, "synthetic-selection-bias", "impressions with planted sample-selection bias: "
+                                                                "conversion observed only after a click (ESMM)")
     ss.add_argument("--num-users", type=_positive_int, default=3000)
     ss.add_argument("--num-items", type=_positive_int, default=3000)
     ss.add_argument("--correlation", type=float, default=0.8,
                     help="cosine of the click and conversion directions, in [-1, 1] (default 0.8)")
-    ss.add_argument("--seed", type=int, default=0)
-    ss.add_argument("--embedding-dim", type=_positive_int, default=16, help="embedding dim in schema.json")
     ss.set_defaults(handler=_run_synthetic_selection_bias)
 
     mi = commands.add_parser("movielens-impressions", help="MovieLens-100k impressions with labels click and "

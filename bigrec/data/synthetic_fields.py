@@ -188,18 +188,17 @@ def generate_fields(output_dir: str | Path, rows: int, signal: str = "cross", nu
 
 def add_cli(commands, positive_int) -> None:
     """Register ``bigrec data synthetic-fields`` on the ``bigrec data`` sub-parsers."""
-    parser = commands.add_parser("synthetic-fields", help="multi-field click data with one planted interaction: "
-                                                          "cross (DCN, EDCN), pair (AFM, FiBiNET), memorise (WideDeep)")
-    parser.add_argument("--output", required=True, help="output directory")
+    from bigrec.data.cli import synthetic_parser
+
+    parser = synthetic_parser(commands, "synthetic-fields", "multi-field click data with one planted interaction: "
+                                                            "cross (DCN, EDCN), pair (AFM, FiBiNET), memorise (WideDeep)",
+                              positive_int, rows=200_000)
     parser.add_argument("--signal", choices=SIGNALS, required=True, help="the planted interaction")
-    parser.add_argument("--rows", type=positive_int, default=200_000, help="total rows over all splits (200000)")
     parser.add_argument("--num-fields", type=positive_int, help="signal fields (default: the signal's preset)")
     parser.add_argument("--vocab-size", type=positive_int, help="ids per signal field (default: preset)")
     parser.add_argument("--noise-fields", type=int, help="fields the label never reads (default: preset)")
     parser.add_argument("--noise-vocab-size", type=positive_int, help="ids per noise field (default: preset)")
     parser.add_argument("--strength", type=float, help="std of the planted interaction's logit (default: preset)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--embedding-dim", type=positive_int, default=16, help="embedding dim in schema.json")
     parser.set_defaults(handler=_run_cli)
 
 

@@ -35,7 +35,7 @@ from torchrec.distributed.types import (
 from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
 
 from bigrec.config import ShardingConfig
-from bigrec.errors import ConfigError
+from bigrec.errors import ConfigError, read_json_file
 from bigrec.train.plan_check import check_plan_file
 from bigrec.models.embeddings import embedding_tables
 
@@ -291,12 +291,7 @@ def save_plan(plan: ShardingPlan, path: str | Path, world_size: int, extra: Opti
 
 def load_plan(path: str | Path, module: nn.Module, world_size: int, device_type: str) -> ShardingPlan:
     """Load a plan file and check it field by field against this model and job (a ConfigError otherwise)."""
-    try:
-        payload = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: plan file not found") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not a valid plan file ({exc})") from None
+    payload = read_json_file(path, ConfigError, "plan")
     check_plan_file(payload, str(path), embedding_tables(module), {False: BagSharder(), True: SequenceSharder()},
                     world_size, device_type)
     return plan_from_dict(payload["plan"], device_type)

@@ -11,7 +11,8 @@ step loop the trainer uses on this device) and :mod:`plain_deepfm` read the same
 and the best of each counts, per wall second and per CPU second of the process (on a
 loaded machine the CPU-second rates hold still where wall-second rates swing).
 ``scaling``: 1-rank and 2-rank trainer runs alternate, three of each (wall seconds:
-an idle machine is needed).
+an idle machine is needed; the CPU milliseconds per 1,000 samples, summed over the
+ranks, say what a second rank adds in work, which the load moves much less).
 ``profile``: torch.profiler over training steps, self CPU time per category.
 MovieLens-100k is read from ``data/ml-100k/ranking`` (``make data``; the environment
 variable ``BIGREC_BENCH_ML100K`` points elsewhere); the synthetic set (26 tables,
@@ -88,8 +89,9 @@ def measure(data_dir: str, out_dir: str, batch_size: int, steps: int, params: di
     bigrec_batches = endless(trainer.splits["train"])
 
     def bigrec_steps(n: int) -> None:
-        for _ in trainer._steps(bigrec_batches, n):
+        for _ in trainer._steps(bigrec_batches, n):  # what Trainer.train_epoch does per step, less logging
             trainer.schedule.step()
+            trainer.preemption.poll()
 
     runs = {"bigrec": bigrec_steps}
     if baseline:
@@ -155,6 +157,7 @@ def compare(args: argparse.Namespace) -> None:
 
 def scaling(args: argparse.Namespace) -> None:
     best = {1: 0.0, 2: 0.0, "plain": 0.0}
+    cpu_ms = {1: float("inf"), 2: float("inf"), "plain": float("inf")}  # CPU ms per 1,000 samples, all ranks
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, params = data_set(args.data, tmp, args.rows)
         for repeat in range(args.repeats):
@@ -162,13 +165,17 @@ def scaling(args: argparse.Namespace) -> None:
                 results = run_ranks(measure, world, data_dir, str(Path(tmp) / f"run{world}-{repeat}"),
                                     args.batch_size, args.steps, params, 1, world == 1)
                 best[world] = max(best[world], results[0]["rates"]["bigrec"][0])
+                cpu_ms[world] = min(cpu_ms[world], sum(1e6 / r["cpu_rates"]["bigrec"][0] for r in results))
                 if world == 1:
                     best["plain"] = max(best["plain"], results[0]["rates"]["plain"][0])
+                    cpu_ms["plain"] = min(cpu_ms["plain"], 1e6 / results[0]["cpu_rates"]["plain"][0])
     print(f"{args.data}: {args.batch_size} rows per rank per step, one thread per rank, {args.steps} steps, "
           f"best of {args.repeats} alternating runs; load average {os.getloadavg()[0]:.1f}")
-    print("| run | samples/s (best) | ratio to 1 rank | ratio to plain |\n|---|---:|---:|---:|")
+    print("| run | samples/s (best) | ratio to 1 rank | ratio to plain | CPU ms per 1,000 samples (all ranks) |\n"
+          "|---|---:|---:|---:|---:|")
     for name, key in (("plain PyTorch, 1 thread", "plain"), ("bigrec, 1 rank", 1), ("bigrec, 2 ranks", 2)):
-        print(f"| {name} | {best[key]:,.0f} | {best[key] / best[1]:.2f} | {best[key] / best['plain']:.2f} |")
+        print(f"| {name} | {best[key]:,.0f} | {best[key] / best[1]:.2f} | {best[key] / best['plain']:.2f} "
+              f"| {cpu_ms[key]:.1f} |")
 
 
 def profile(args: argparse.Namespace) -> None:
