@@ -2,6 +2,7 @@
 
     python tools/bench/sequence_training.py speed             # training targets/s of the modes, interleaved
     python tools/bench/sequence_training.py quality --seeds 0 1 2 [--modes "one pass"]
+    python tools/bench/sequence_training.py tune              # seed 0's one-pass candidates, valid NDCG@10
     python tools/bench/sequence_training.py render            # -> docs/benchmarks.md, "Sequence training in one pass"
 
 Every mode trains ``configs/recall/sasrec_ml100k.yaml`` with the real trainer on one
@@ -51,7 +52,11 @@ from models_recall import replace_section  # noqa: E402
 
 CONFIG = ROOT / "configs/recall/sasrec_ml100k.yaml"
 DATA = ROOT / "data/ml-100k/recall"
-DISJOINT = ROOT / "data/ml-100k-stride50"  # the same data, train_sequences.parquet with stride = window
+def strided(stride: int) -> Path:
+    """The recall data prepared with ``--sequence-stride stride`` (made from data/raw/ml-100k when missing)."""
+    return ROOT / f"data/ml-100k-stride{stride}/recall"
+
+
 RESULTS = ROOT / "runs/bench/sequence_training.json"  # speed
 RUNS = ROOT / "runs/bench/sequence_training"  # one file per quality run
 SHARED = ROOT / "runs/bench/recall_quality"  # the recall table's runs: "one pass" is its SASRec row
@@ -64,18 +69,23 @@ MODES = {  # mode -> (data directory, overrides)
                           *EARLIER_BUDGET]),
     "one pass": (DATA, []),
     "one pass, earlier budget": (DATA, EARLIER_BUDGET),
-    "one pass, disjoint windows": (DISJOINT / "recall", EARLIER_BUDGET),
+    "one pass, disjoint windows": (strided(50), EARLIER_BUDGET),
 }
 SPEED_MODES = ("per prefix", "one pass", "one pass, disjoint windows")  # the budget does not change a step
 
 
 def _data(mode: str) -> Path:
-    """The mode's data directory (the disjoint-window copy is prepared from data/raw/ml-100k when missing)."""
-    data = MODES[mode][0]
+    """The mode's data directory (a strided copy is prepared from data/raw/ml-100k when missing)."""
+    return _prepared(MODES[mode][0])
+
+
+def _prepared(data: Path) -> Path:
+    """``data``, prepared first when it is a missing :func:`strided` copy."""
     if not (data / "schema.json").exists():
         from bigrec.data.movielens import prepare_movielens
 
-        prepare_movielens(ROOT / "data/raw/ml-100k", data.parent, sequence_stride=50)
+        stride = int(data.parent.name.rsplit("stride", 1)[1])
+        prepare_movielens(ROOT / "data/raw/ml-100k", data.parent, sequence_stride=stride)
     return data
 
 
@@ -135,6 +145,55 @@ def speed(steps: int, repeats: int) -> dict:
     return {"steps": steps, "repeats": repeats, "targets_per_s": rates,
             "targets_per_row": {mode: targets_per_row(mode) for mode in SPEED_MODES},
             "batch_sizes": {mode: _config(mode, "unused", []).data.batch_size for mode in SPEED_MODES}}
+
+
+TUNE = ROOT / "runs/bench/sequence_training_tune"  # one file per tuning run (seed 0)
+TUNING = (  # (label, data, overrides of the config): the one-pass candidates, chosen on seed 0's valid NDCG@10
+    ("16 windows per step, Adam 0.001 / Adagrad 0.05", DATA,
+     ["data.batch_size=16", "trainer.dense_optimizer.lr=0.001", "trainer.sparse_optimizer.lr=0.05"]),
+    ("32 windows per step, Adam 0.002 / Adagrad 0.1 (the config)", DATA, []),
+    ("the config, stride 15 (targets see >= 35 items)", strided(15), []),
+    ("the config, dropout 0.3", DATA, ["model.dropout_rate=0.3"]),
+)
+
+
+def tune() -> None:
+    """Train each :data:`TUNING` candidate on seed 0; keep its valid NDCG@10 per epoch (skipped when present)."""
+    from bigrec.config import load_config
+    from bigrec.train.distributed import destroy_process_group
+    from bigrec.train.trainer import train
+
+    TUNE.mkdir(parents=True, exist_ok=True)
+    for index, (label, data, overrides) in enumerate(TUNING):
+        path = TUNE / f"{index}.json"
+        if path.exists():
+            continue
+        with tempfile.TemporaryDirectory() as out:
+            config = load_config(CONFIG, [f"data.path={_prepared(data)}", *overrides, f"trainer.output_dir={out}",
+                                          "trainer.progress_bar=false", "sharding.print_plan=false"])
+            started = time.perf_counter()
+            result = train(config)
+            destroy_process_group()
+        run = {"label": label, "valid_ndcg@10": [epoch["valid"]["ndcg@10"] for epoch in result["history"]],
+               "best_epoch": result["best_epoch"], "test": result["test"], "train_s": time.perf_counter() - started}
+        path.write_text(json.dumps(run))
+        print(json.dumps(run), flush=True)
+
+
+def _tuning_lines() -> list[str]:
+    """The tuning table: per candidate, its best valid NDCG@10 (epoch), the epochs run, test NDCG@10, time."""
+    runs = [json.loads((TUNE / f"{index}.json").read_text()) for index in range(len(TUNING))
+            if (TUNE / f"{index}.json").exists()]
+    if not runs:
+        return []
+    lines = ["", "Tuning (`... tune`, seed 0, up to 20 epochs, patience 5; chosen on valid NDCG@10, test shown after):",
+             "", "| one-pass candidate | best valid NDCG@10 (epoch) | epochs run | test NDCG@10 | train time |",
+             "|---|---|---|---|---|"]
+    for run in runs:
+        valid = run["valid_ndcg@10"]
+        lines.append(f"| {run['label']} | {max(valid):.4f} ({run['best_epoch']}) | {len(valid)} | "
+                     f"{run['test']['ndcg@10']:.4f} | {run['train_s']:.0f} s |")
+    return lines
 
 
 def _run_file(mode: str, seed: int) -> Path:
@@ -240,6 +299,7 @@ def render(results: dict) -> str:
                          f"{statistics.mean(r['train_s'] for r in mine):.0f} s | {len(mine)} |")
         if runs["per prefix"] and runs["one pass"]:
             lines += ["", _comparison(runs)]
+        lines += _tuning_lines()
         if not runs["per prefix"]:
             lines += ["", "*Per prefix* was not trained under this protocol: an epoch is 98,114 rows (3 to 13 minutes "
                           "on this shared machine, by the speed above), so 3 seeds at the same budget did not fit; its "
@@ -250,7 +310,7 @@ def render(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["speed", "quality", "render"])
+    parser.add_argument("what", choices=["speed", "quality", "tune", "render"])
     parser.add_argument("--steps", type=int, default=30, help="speed: timed training steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="speed: alternating runs per mode")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quality: seeds")
@@ -266,6 +326,8 @@ def main() -> None:
         RESULTS.write_text(json.dumps({"speed": measured}, indent=1))
     elif args.what == "quality":
         quality(args.seeds, args.modes)
+    elif args.what == "tune":
+        tune()
     replace_section(ROOT / "docs/benchmarks.md", HEADING,
                     render(json.loads(RESULTS.read_text()) if RESULTS.exists() else {}))
 
