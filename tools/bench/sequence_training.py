@@ -262,18 +262,24 @@ def _comparison(runs: dict[str, list[dict]]) -> str:
     if "one pass, earlier budget" in ndcg:
         text += (f" Up to 20 epochs, twice the learning rates and dropout 0.3 (chosen on seed 0's valid NDCG@10) add "
                  f"{ndcg['one pass'] - ndcg['one pass, earlier budget']:+.4f} to it.")
-    error = (sum(statistics.variance([r["test"]["ndcg@10"] for r in runs[mode]]) / len(runs[mode])
-                 for mode in ("per prefix", "one pass")) ** 0.5 if min(len(runs["per prefix"]),
-                                                                       len(runs["one pass"])) > 1 else float("nan"))
+    diff = ndcg["one pass"] - ndcg["per prefix"]
+    error = _standard_error([[r["test"]["ndcg@10"] for r in runs[mode]] for mode in ("per prefix", "one pass")])
     full = _full_windows()
-    return text + (f" The difference left is {abs(ndcg['one pass'] - ndcg['per prefix']) / error:.1f} standard "
-                   f"errors ({error:.4f}) of the difference of the means: 943 test users make NDCG@10 move by ~0.01 "
-                   "between seeds, and between two candidates of equal valid NDCG@10 (tuning table). What still "
-                   f"differs between the modes' targets: {full['train']:.0%} of the per-prefix targets (and "
-                   f"{full['test']:.0%} of the test users) have a full window, i.e. the last item at position 49 "
-                   "after 49 others, as evaluation reads it; one pass trains each position 25-49 once per window "
-                   "(25 to 49 items of context). Stride 15 (positions 35-49) did not raise valid NDCG@10 on seed 0. "
-                   "A per-prefix row also draws its own dropout mask, a window's targets share one.")
+    return text + (f" The difference is {abs(diff) / error:.1f} standard errors ({error:.4f}) of the difference of "
+                   "the means: 943 test users make NDCG@10 move by ~0.01 between seeds, and between two candidates "
+                   "of about equal valid NDCG@10 (tuning table). What differs between the modes' targets: "
+                   f"{full['train']:.0%} of the per-prefix targets (and {full['test']:.0%} of the test users) have a "
+                   "full window, i.e. the last item at position 49 after 49 others, as evaluation reads it; one pass "
+                   "trains each position 25-49 once per window (25 to 49 items of context), and stride 15 "
+                   "(positions 35-49) did not raise valid NDCG@10 on seed 0. A per-prefix row draws its own dropout "
+                   "mask, a window's targets share one: more dropout helps one pass on valid NDCG@10.")
+
+
+def _standard_error(samples: list[list[float]]) -> float:
+    """The standard error of the difference of the means of independent ``samples`` (nan below 2 per sample)."""
+    if min(map(len, samples)) < 2:
+        return float("nan")
+    return sum(statistics.variance(values) / len(values) for values in samples) ** 0.5
 
 
 def _full_windows() -> dict[str, float]:
