@@ -15,7 +15,8 @@ import pytest
 
 from bigrec.cli import main
 from bigrec.data.converters.badinput import BadInput
-from bigrec.data.converters.keys import hex_keys, str_keys
+from bigrec.data.converters.keys import hex_keys, hex_word_entries, str_keys
+from bigrec.data.converters.options import DenseSpec
 from bigrec.data.converters.textio import CsvFormat, parse_csv, text_blocks
 from bigrec.data.converters.vocab import KeyCounter, load_vocabulary
 from bigrec.data.movielens import leave_last_out_split, prepare_movielens, ranking_split, user_positions
@@ -57,6 +58,12 @@ def test_keys_and_out_of_core_counting(tmp_path):
     keys, present, wrong = hex_keys(pa.array(words))  # equal width 8: each value read as one 64-bit word
     assert wrong.tolist() == [False, False, True, True, False, False, True]
     assert keys[present].tolist() == [0x68FD1E64, 0xABCDEF09, 0xFFFFFFFF]
+    # read in place as words, dictionary-encoded, the rule applied per distinct word: the same keys and flags
+    entry_keys, entry_present, entry_bad, rows = hex_word_entries(pa.array(words + [b"abcdef09", b"ffffffff"]))
+    assert entry_keys[rows].tolist() == keys.tolist() + keys[[1, 5]].tolist()
+    assert entry_present[rows].tolist()[:len(words)] == present.tolist()
+    assert entry_bad[rows].tolist()[:len(words)] == wrong.tolist()
+    assert hex_word_entries(pa.array([b"68fd1e64", b"abc"])) is None  # another width: the general rule
     assert str_keys(pa.array(["a"]))[0][0] == 0xAF63DC4C8601EC8C  # FNV-1a 64 of "a"
     rng = np.random.default_rng(0)
     counter = KeyCounter("x", tmp_path, budget_bytes=1 << 20)
@@ -93,6 +100,17 @@ def _expected_ids(values: list[str], train: list[str], min_count: int) -> list[i
     kept = sorted((v for v, c in counts.items() if c >= min_count), key=lambda v: int(v, 16))
     ids = {v: i + 2 for i, v in enumerate(kept)}
     return [0 if not v else ids.get(v, 1) for v in values]
+
+
+def test_integer_dense_columns_prepared_through_the_table_equal_prepare():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.integers(-3000, 70000, 2000), [2**63 - 1, -2**63, -1024, -1025, 64511, 64512]])
+    column = pa.array(values, mask=rng.random(len(values)) < 0.2).slice(3)
+    raw = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    for spec in (DenseSpec("log1p", 0.0, 0.0), DenseSpec("none", 3.5, None), DenseSpec("log1p_standardize", -2.0, -3.0)):
+        for dtype in (np.float64, np.float32):
+            got = spec.prepare_ints(column, dtype)
+            assert got.dtype == dtype and np.array_equal(got, spec.prepare(raw).astype(dtype))  # bit for bit
 
 
 def test_criteo_kaggle_rows_ids_oov_dense_splits_and_bad_lines(tmp_path, capsys):

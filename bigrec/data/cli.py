@@ -6,15 +6,7 @@ import argparse
 import json
 import time
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+from bigrec.data.cli_args import positive_int as _positive_int, synthetic_parser
 
 
 def _cardinalities(text: str) -> list[int]:
@@ -25,17 +17,6 @@ def _cardinalities(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"cardinalities must be integers >= 1, got {text!r}")
     return values
-
-
-def synthetic_parser(commands, name: str, help: str, positive_int=_positive_int, rows: int = 100_000):
-    """A ``bigrec data NAME`` parser with the arguments every generator takes: ``--output``,
-    ``--rows``, ``--seed`` and ``--embedding-dim`` (the rest are the generator's own)."""
-    parser = commands.add_parser(name, help=help)
-    parser.add_argument("--output", required=True, help="output directory")
-    parser.add_argument("--rows", type=positive_int, default=rows, help=f"total rows over all splits (default {rows})")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--embedding-dim", type=positive_int, default=16, help="embedding dim in schema.json")
-    return parser
 
 
 def register(subparsers) -> None:

@@ -188,11 +188,11 @@ def generate_fields(output_dir: str | Path, rows: int, signal: str = "cross", nu
 
 def add_cli(commands, positive_int) -> None:
     """Register ``bigrec data synthetic-fields`` on the ``bigrec data`` sub-parsers."""
-    from bigrec.data.cli import synthetic_parser
+    from bigrec.data.cli_args import synthetic_parser
 
     parser = synthetic_parser(commands, "synthetic-fields", "multi-field click data with one planted interaction: "
                                                             "cross (DCN, EDCN), pair (AFM, FiBiNET), memorise (WideDeep)",
-                              positive_int, rows=200_000)
+                              rows=200_000)
     parser.add_argument("--signal", choices=SIGNALS, required=True, help="the planted interaction")
     parser.add_argument("--num-fields", type=positive_int, help="signal fields (default: the signal's preset)")
     parser.add_argument("--vocab-size", type=positive_int, help="ids per signal field (default: preset)")

@@ -79,8 +79,7 @@ def criteo_source(source: Path, valid_fraction: float | None = None, test_fracti
             raise DataError(str(source), "the 1TB layout splits by day (last day: valid, then test); "
                                          "--valid-fraction / --test-fraction apply to the Kaggle layout only")
         split = SplitRule("last_file")
-    fmt = CsvFormat(RAW_NAMES, {f"I{i}": "int" for i in range(1, NUM_DENSE + 1)} | {"label": "int"}, delimiter="\t",
-                    dictionary=RAW_NAMES[1 + NUM_DENSE:])
+    fmt = CsvFormat(RAW_NAMES, {f"I{i}": "int" for i in range(1, NUM_DENSE + 1)} | {"label": "int"}, delimiter="\t")
     return TabularSource(f"criteo-{layout}", files, fmt, fields(), split, metadata={"source_layout": layout})
 
 

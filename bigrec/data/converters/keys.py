@@ -211,6 +211,39 @@ def dictionary_keys(array, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
             indices.to_numpy(zero_copy_only=False))
 
 
+def hex_word_entries(array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`dictionary_keys` of a binary array whose values are all 8 bytes long or empty (Criteo's hex
+    columns), or None when some value has another length.
+
+    Each value's 8 bytes, read in place from Arrow's data buffer as one ``uint64`` word (empty -> 0, which no
+    8-byte ASCII value can be), are dictionary-encoded by Arrow's integer hash; the hex rule
+    (:func:`_hex_words`) then runs once per distinct word, not per value. Two spellings of one number
+    (``0000000a``, ``0000000A``) are two entries with one key."""
+    array = _as_binary(array)
+    n = len(array)
+    if array.null_count:
+        return None
+    _, offsets, data = array.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int32, count=n + 1, offset=array.offset * 4)
+    lengths = np.diff(offsets)
+    if (lengths & ~8).any():
+        return None
+    first, size = int(offsets[0]), int(offsets[-1] - offsets[0])
+    words = np.frombuffer(data, dtype=np.uint8, count=size, offset=first).view("<u8") if size else \
+        np.zeros(0, dtype=np.uint64)
+    if len(words) != n:  # some values are empty: spread the words to their rows
+        spread = np.zeros(n, dtype=np.uint64)
+        spread[lengths != 0] = words
+        words = spread
+    encoded = pc.dictionary_encode(pa.array(words, pa.uint64()))
+    distinct = encoded.dictionary.to_numpy()
+    keys, ok = _hex_words(distinct)
+    present = distinct != 0
+    bad = present & ~ok
+    present &= ok
+    return np.where(present, keys, np.uint64(0)), present, bad, encoded.indices.to_numpy()
+
+
 def keys_of(array, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(keys uint64 [N], present bool [N], bad bool [N])`` of ``array`` under rule ``kind``."""
     if pa.types.is_dictionary(array.type):

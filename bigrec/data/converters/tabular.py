@@ -6,7 +6,7 @@ Three passes, the raw text parsed only once:
    filled / clipped / logged, and categorical *keys*
    (:mod:`~bigrec.data.converters.keys`), appended to a spill file in the scratch
    directory; bad lines reported and dropped. Each block's keys are counted
-   (Arrow ``value_counts``) on the same threads, into out-of-core counters
+   (``np.bincount`` over their dictionary entries) on the same threads, into out-of-core counters
    (:class:`~bigrec.data.converters.vocab.KeyCounter`), with the moments of the
    dense features to standardise;
 2. **take back**: which rows are valid / test is known only once every row is
@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from bigrec.data.converters.badinput import BadInput
 from bigrec.data.converters.common import Settings, SpillFile, finish
-from bigrec.data.converters.keys import dictionary_keys, keys_of
+from bigrec.data.converters.keys import dictionary_keys, hex_word_entries, keys_of
 from bigrec.data.converters.options import PrepOptions, RunningMoments
 from bigrec.data.converters.output import OutputDir, Stats, open_split_writers
 from bigrec.data.converters.textio import (Block, CsvFormat, InOrder, Progress, ordered_map, parse_csv, staged_blocks,
@@ -150,10 +150,12 @@ def entries_of(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
 def _key_column(column: pa.Array | pa.ChunkedArray,
                 kind: str) -> tuple[pa.DictionaryArray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(spill column, bad bool [N], its entries)`` of a raw categorical column: its keys dictionary-encoded
-    (a raw column read dictionary-encoded is keyed once per distinct value), and the column's
+    (a raw column read dictionary-encoded, or a hex column of 8-byte values taken as 64-bit words,
+    :func:`~bigrec.data.converters.keys.hex_word_entries`, is keyed once per distinct value), and the column's
     :func:`entries_of`, handed to the tally."""
-    if pa.types.is_dictionary(column.type):
-        keys, present, wrong, rows = dictionary_keys(column, kind)
+    words = hex_word_entries(column) if kind == "hex" and not pa.types.is_dictionary(column.type) else None
+    if words is not None or pa.types.is_dictionary(column.type):
+        keys, present, wrong, rows = words if words is not None else dictionary_keys(column, kind)
         wrong = _gathered(wrong, rows)
     else:
         raw_keys, raw_present, wrong = keys_of(column, kind)
@@ -198,9 +200,13 @@ def _stage(source: TabularSource, options: PrepOptions, bad: BadInput, counted: 
             keep &= ~wrong
             columns[f.name] = pa.array(np.nan_to_num(values).astype(np.float32))
         for f in source.of_kind("dense"):
-            raw = table.column(f.source).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-            values = options.dense(f.name).prepare(raw)
-            columns[f.name] = pa.array(values if f.name in standardized else values.astype(np.float32))
+            column, spec = table.column(f.source), options.dense(f.name)
+            dtype = np.float64 if f.name in standardized else np.float32
+            if pa.types.is_integer(column.type):
+                columns[f.name] = pa.array(spec.prepare_ints(column, dtype))
+            else:
+                raw = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+                columns[f.name] = pa.array(spec.prepare(raw).astype(dtype, copy=False))
         for f in source.of_kind("sparse"):
             column = table.column(f.source)
             if f.key == "str":
@@ -325,9 +331,9 @@ def convert_tabular(source: TabularSource, settings: Settings, options: PrepOpti
                     standardized = (values.to_numpy() - moments[f.name].mean) / (moments[f.name].std or 1.0)
                     values = pa.array(standardized.astype(np.float32))
                 columns[f.name] = values
-            for f in sparse:  # each dictionary entry looked up once
-                keys, present, rows = entries_of(batch.column(f.name))
-                columns[f.name] = pa.array(vocabs[f.name].encode(keys, present)[0][rows])
+            for f in sparse:  # each dictionary entry looked up once, then gathered by Arrow (2x NumPy's)
+                keys, present, _ = entries_of(batch.column(f.name))
+                columns[f.name] = pc.take(pa.array(vocabs[f.name].encode(keys, present)[0]), batch.column(f.name).indices)
             for f in labels:
                 columns[f.name] = batch.column(f.name)
             return pa.table([columns[n] for n in names], names=names), batch_codes

@@ -81,7 +81,7 @@ class Block:
 
     path: str
     first_line: int
-    data: bytes | memoryview  # a view of the buffer read when nothing had to be joined (no copy)
+    data: bytes | memoryview  # a view of the memory-mapped file, or of the buffer read (compressed input)
     raw_bytes: int  # bytes of the (possibly compressed) file consumed for this block
     lines: int = -1  # counted from data unless given
 
@@ -124,42 +124,82 @@ def read_header(path: Path) -> str:
 def text_blocks(path: Path, block_bytes: int, skip_lines: int = 0) -> Iterator[Block]:
     """Newline-aligned blocks of ``path``; the first ``skip_lines`` lines (a header) are left out.
 
-    An uncompressed file is read back from the end of each block's last line: a block is then a view of one
-    read, never a copy joined from two."""
+    Blocks end at the last line end before each multiple of ``block_bytes`` (or further on, for a line longer
+    than a block). An uncompressed file is memory-mapped a block at a time: a block is a view of the file's
+    pages, neither copied out of the page cache nor written into fresh memory, and unmapped once nothing
+    holds it."""
+    if path.suffix in _COMPRESSION:
+        yield from _stream_blocks(path, block_bytes, skip_lines)
+    else:
+        yield from _mapped_blocks(path, block_bytes, skip_lines)
+
+
+def _count_lines(data) -> int:
+    """Newlines in ``data``, counted in slices (no temporary the size of the block)."""
+    codes = np.frombuffer(data, dtype=np.uint8)
+    step = 1 << 18
+    return sum(int(np.count_nonzero(codes[i:i + step] == 10)) for i in range(0, len(codes), step))
+
+
+def _skipped(data, skip_lines: int, line: int) -> tuple[bytes, int, int]:
+    """``(data without its first skip_lines lines, lines still to skip, next line number)``."""
+    data = bytes(data)
+    while skip_lines and data:
+        _, _, data = data.partition(b"\n")
+        skip_lines -= 1
+        line += 1
+    return data, skip_lines, line
+
+
+def _mapped_blocks(path: Path, block_bytes: int, skip_lines: int) -> Iterator[Block]:
+    import mmap
+
+    size = path.stat().st_size
+    line, pos = 1, 0
+    with open(path, "rb") as handle:
+        while pos < size:
+            start = pos - pos % mmap.ALLOCATIONGRANULARITY
+            end = min(size, pos + block_bytes + (-pos % block_bytes))
+            while True:
+                view = mmap.mmap(handle.fileno(), end - start, access=mmap.ACCESS_READ, offset=start)
+                cut = view.rfind(b"\n", pos - start)
+                if cut >= 0 or end == size:
+                    break
+                view.close()
+                end = min(size, end + block_bytes)
+            if cut < 0:  # the last line, without a line end
+                data, lines, consumed = bytes(view[pos - start:]) + b"\n", 1, size - pos
+            else:
+                data, lines, consumed = memoryview(view)[pos - start:cut + 1], -1, start + cut + 1 - pos
+            pos += consumed
+            if skip_lines:
+                data, skip_lines, line = _skipped(data, skip_lines, line)
+            block = Block(str(path), line, data, consumed, lines if lines > 0 and data else _count_lines(data))
+            line += block.lines
+            if block.lines:
+                yield block
+
+
+def _stream_blocks(path: Path, block_bytes: int, skip_lines: int) -> Iterator[Block]:
     raw, stream = open_text(path)
-    seekable = stream is raw
     try:
         rest = b""
         line = 1
         consumed = 0
         while True:
-            # blocks end at the last line end before each multiple of block_bytes, seeking or not
-            chunk = stream.read(block_bytes + (-raw.tell() % block_bytes) if seekable else block_bytes)
+            chunk = stream.read(block_bytes)
             if not chunk:
                 break
             cut = chunk.rfind(b"\n")
             if cut < 0:
                 rest += chunk
                 continue
-            lines = -1
-            if rest:
-                data = b"".join((rest, memoryview(chunk)[:cut + 1]))
-            else:
-                data = chunk if cut == len(chunk) - 1 else memoryview(chunk)[:cut + 1]
-                lines = int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8, count=cut + 1) == 10))  # 2x count()
-            if seekable and cut < len(chunk) - 1:
-                raw.seek(raw.tell() - (len(chunk) - cut - 1))
-                rest = b""
-            else:
-                rest = chunk[cut + 1:]
+            data = b"".join((rest, memoryview(chunk)[:cut + 1])) if rest else memoryview(chunk)[:cut + 1]
+            rest = chunk[cut + 1:]
             if skip_lines:
-                data, lines = bytes(data), -1
-            while skip_lines and data:
-                head, _, data = data.partition(b"\n")
-                skip_lines -= 1
-                line += 1
+                data, skip_lines, line = _skipped(data, skip_lines, line)
             position = raw.tell()
-            block = Block(str(path), line, data, position - consumed, lines)
+            block = Block(str(path), line, data, position - consumed, _count_lines(data))
             consumed = position
             line += block.lines
             if block.lines:
