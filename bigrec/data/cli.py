@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from bigrec.data.cli_args import positive_int as _positive_int, synthetic_parser
+from bigrec.data.cli_args import behaviour_parser, positive_int as _positive_int, synthetic_parser
 
 
 def _cardinalities(text: str) -> list[int]:
@@ -124,12 +124,8 @@ def _run_synthetic_criteo(args: argparse.Namespace) -> int:
 def _register_behavior_and_multitask(commands) -> None:
     """``synthetic-behavior`` (DIN), ``synthetic-multitask``, ``synthetic-selection-bias`` (ESMM) and
     ``movielens-impressions`` (multi-task models)."""
-    sb = synthetic_parser(commands, "synthetic-behavior", "synthetic behaviour sequences: label = candidate's "
+    sb = behaviour_parser(commands, "synthetic-behavior", "synthetic behaviour sequences: label = candidate's "
                                                           "category occurs in the history (DIN)")
-    sb.add_argument("--num-items", type=_positive_int, default=1000)
-    sb.add_argument("--num-categories", type=_positive_int, default=20)
-    sb.add_argument("--max-len", type=_positive_int, default=20, help="longest history (default 20)")
-    sb.add_argument("--strength", type=float, default=1.5, help="planted logit is +-strength (default 1.5)")
     sb.set_defaults(handler=_run_synthetic_behavior)
 
     sm = synthetic_parser(commands, "synthetic-multitask", "two binary tasks with a correlation knob (MMoE)")

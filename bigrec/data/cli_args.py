@@ -26,3 +26,14 @@ def synthetic_parser(commands, name: str, help: str, rows: int = 100_000):
     parser.add_argument("--embedding-dim", type=positive_int, default=16, help="embedding dim in schema.json")
     return parser
 
+
+
+def behaviour_parser(commands, name: str, help: str):
+    """:func:`synthetic_parser` plus the arguments of the behaviour-sequence generators (DIN, DIEN, BST):
+    ``--num-items``, ``--num-categories``, ``--max-len`` and ``--strength``."""
+    parser = synthetic_parser(commands, name, help)
+    parser.add_argument("--num-items", type=positive_int, default=1000)
+    parser.add_argument("--num-categories", type=positive_int, default=20)
+    parser.add_argument("--max-len", type=positive_int, default=20, help="longest history in the schema (default 20)")
+    parser.add_argument("--strength", type=float, default=1.5, help="planted logit is +-strength (default 1.5)")
+    return parser

@@ -101,15 +101,11 @@ def generate_order(output_dir: str | Path, rows: int, num_items: int = 1000, num
 
 def add_cli(commands, positive_int) -> None:
     """Register ``bigrec data synthetic-order`` on the ``bigrec data`` sub-parsers."""
-    from bigrec.data.cli_args import synthetic_parser
+    from bigrec.data.cli_args import behaviour_parser
 
-    parser = synthetic_parser(commands, "synthetic-order", "behaviour sequences whose label is decided by the order "
+    parser = behaviour_parser(commands, "synthetic-order", "behaviour sequences whose label is decided by the order "
                                                            "of the history (DIEN, BST)")
-    parser.add_argument("--num-items", type=positive_int, default=1000)
-    parser.add_argument("--num-categories", type=positive_int, default=20)
-    parser.add_argument("--max-len", type=positive_int, default=20, help="history length in the schema (default 20)")
     parser.add_argument("--overflow", type=int, default=10, help="histories run up to max-len + overflow (10)")
-    parser.add_argument("--strength", type=float, default=1.5, help="planted logit is +-strength (default 1.5)")
     parser.set_defaults(handler=_run_cli)
 
 
