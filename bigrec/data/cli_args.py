@@ -27,7 +27,6 @@ def synthetic_parser(commands, name: str, help: str, rows: int = 100_000):
     return parser
 
 
-
 def behaviour_parser(commands, name: str, help: str):
     """:func:`synthetic_parser` plus the arguments of the behaviour-sequence generators (DIN, DIEN, BST):
     ``--num-items``, ``--num-categories``, ``--max-len`` and ``--strength``."""

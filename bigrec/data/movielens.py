@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_item_catalogue, write_json, write_split_dir
-from bigrec.data.sequences import SEQUENCES_SPLIT, check_stride, default_stride, layout_metadata, window_ends
+from bigrec.data.sequences import SEQUENCES_SPLIT, check_stride, layout_metadata, window_ends
 from bigrec.errors import DataError
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
@@ -471,7 +471,7 @@ def prepare_movielens(
     :mod:`bigrec.data.sequences`).
     Returns ``{"ranking": schema, "recall": schema}``.
     """
-    stride = check_stride(history_len, default_stride(history_len) if sequence_stride is None else sequence_stride)
+    stride = check_stride(history_len, sequence_stride)
     raw = read_movielens(source)
     encoded = encode_movielens(raw, history_len)
     output = Path(output)

@@ -57,8 +57,10 @@ def window_ends(position: np.ndarray, last: np.ndarray, stride: int) -> np.ndarr
     return (position >= 1) & (position <= last) & ((last - position) % stride == 0)
 
 
-def check_stride(window: int, stride: int) -> int:
-    """``stride`` if ``1 <= stride <= window``, else one clear error naming the parameter."""
+def check_stride(window: int, stride: Optional[int] = None) -> int:
+    """``stride`` (``None``: :func:`default_stride`) if ``1 <= stride <= window``, else one clear error naming
+    the parameter."""
+    stride = default_stride(window) if stride is None else stride
     if not 1 <= stride <= window:
         raise ValueError(f"sequence stride must be in [1, history_len={window}], got {stride}")
     return int(stride)

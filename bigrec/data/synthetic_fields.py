@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from bigrec.data.cli_args import synthetic_parser
 from bigrec.data.parquet_io import SPLITS, write_split_dir
 from bigrec.data.synthetic import roc_auc, split_sizes
 from bigrec.features import DenseFeature, Schema, SparseFeature
@@ -188,8 +189,6 @@ def generate_fields(output_dir: str | Path, rows: int, signal: str = "cross", nu
 
 def add_cli(commands, positive_int) -> None:
     """Register ``bigrec data synthetic-fields`` on the ``bigrec data`` sub-parsers."""
-    from bigrec.data.cli_args import synthetic_parser
-
     parser = synthetic_parser(commands, "synthetic-fields", "multi-field click data with one planted interaction: "
                                                             "cross (DCN, EDCN), pair (AFM, FiBiNET), memorise (WideDeep)",
                               rows=200_000)

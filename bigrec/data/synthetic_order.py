@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from bigrec.data.cli_args import behaviour_parser
 from bigrec.data.synthetic_behavior import behavior_table, write_behavior_splits
 from bigrec.features import Schema
 
@@ -101,8 +102,6 @@ def generate_order(output_dir: str | Path, rows: int, num_items: int = 1000, num
 
 def add_cli(commands, positive_int) -> None:
     """Register ``bigrec data synthetic-order`` on the ``bigrec data`` sub-parsers."""
-    from bigrec.data.cli_args import behaviour_parser
-
     parser = behaviour_parser(commands, "synthetic-order", "behaviour sequences whose label is decided by the order "
                                                            "of the history (DIEN, BST)")
     parser.add_argument("--overflow", type=int, default=10, help="histories run up to max-len + overflow (10)")

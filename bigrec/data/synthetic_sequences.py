@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from bigrec.data.parquet_io import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_item_catalogue, write_split_dir
-from bigrec.data.sequences import SEQUENCES_SPLIT, check_stride, default_stride, layout_metadata, window_ends
+from bigrec.data.sequences import SEQUENCES_SPLIT, check_stride, layout_metadata, window_ends
 from bigrec.data.synthetic import run_generator
 from bigrec.features import Schema, SequenceFeature, SparseFeature
 
@@ -90,7 +90,7 @@ def sequences_to_rows(users: np.ndarray, walks: list[np.ndarray], history_len: i
     training rows that end a window of ``history_len`` items whose last ``stride``
     positions are targets (default half the window; :mod:`bigrec.data.sequences`).
     """
-    stride = check_stride(history_len, default_stride(history_len) if stride is None else stride)
+    stride = check_stride(history_len, stride)
     columns = {split: {"user_id": [], "item_id": [], "hist": []} for split in SPLITS + (SEQUENCES_SPLIT,)}
     skipped = 0
     for user, items in zip(users.tolist(), walks):
@@ -156,7 +156,7 @@ def write_sequences(output: str | Path, sequences: list[np.ndarray], num_items: 
     (the generator's parameters) goes into the schema with the counts.
     """
     num_users = len(sequences)
-    stride = default_stride(history_len) if sequence_stride is None else sequence_stride
+    stride = check_stride(history_len, sequence_stride)
     tables, skipped = sequences_to_rows(np.arange(1, num_users + 1), sequences, history_len, stride)
     if skipped:
         print(f"skipped {skipped} sequence(s) with fewer than 3 items (no test target after the valid one)")

@@ -146,7 +146,9 @@ class FirstOrder(nn.Module):
     def forward(self, batch: Batch, rows: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
         terms = []
         if self.id_names:
-            if rows is None:  # a shared FirstOrder has no tables of its own: its caller passes the rows
+            if rows is None:
+                if self.weights is None:
+                    raise ConfigError("FirstOrder(shared=True) has no tables of its own: pass the companion rows")
                 rows = self.weights(batch).pooled
             means = torch.stack([rows[n].mean(dim=1) for n in self.id_names], dim=1)  # F x [B, C] -> [B, F]
             terms.append(FIRST_ORDER_DIM * means.sum(dim=1))

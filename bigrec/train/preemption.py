@@ -8,10 +8,10 @@ moments, so the flags are combined with an all-reduce (max) on a small gloo
 group, launched every ``every`` steps (8: a collective per step costs a CPU rank a
 gloo round trip it does not need). The all-reduce launched after step ``k`` is
 read after step ``k + every``: it never waits on the network, and every rank
-learns the verdict at the same step. The loop then writes a step checkpoint at that exact position and raises
-:class:`~bigrec.errors.Preempted`, which the CLI turns into exit status
-``128 + signal`` (143 for SIGTERM, 130 for SIGINT), the status a job killed by
-that signal has.
+learns the verdict at the same step. The loop then writes a step checkpoint at
+that exact position and raises :class:`~bigrec.errors.Preempted`, which the CLI
+turns into exit status ``128 + signal`` (143 for SIGTERM, 130 for SIGINT), the
+status a job killed by that signal has.
 
 A second signal while stopping restores the default handler and re-sends it:
 the process dies at once.

@@ -112,8 +112,8 @@ def measure(data_dir: str, out_dir: str, batch_size: int, steps: int, params: di
             rates[name].append(steps * batch_size * world / wall)
             cpu_rates[name].append(steps * batch_size * world / cpu)
     trainer.close()
-    return {"rates": rates, "cpu_rates": cpu_rates, "plan": {t: (s.sharding_type, s.compute_kernel) for m in trainer.plan.plan.values()
-                                     for t, s in m.items()}}
+    plan = {t: (s.sharding_type, s.compute_kernel) for m in trainer.plan.plan.values() for t, s in m.items()}
+    return {"rates": rates, "cpu_rates": cpu_rates, "plan": plan}
 
 
 def _plain_steps(plain, batches: Iterator):

@@ -14,9 +14,10 @@ Every loss is an ``nn.Module`` with two methods the retrieval task calls per ste
                       log-Q correction for the mixed proposal (Yi et al., 2019)
 ``margin``            pairwise / triplet margin loss ``relu(margin - s(u, v+) + s(u, v-))`` on
                       ``random_negatives`` random negatives per row (their mean) or the hardest
-                      among in-batch and sampled candidates (online mining), plus with ``mining: offline`` a second term on
-                      a negative mined per user from the model's top results once per epoch
-                      (embedding-based retrieval, Huang et al., 2020; see ``mining.py``)
+                      among in-batch and sampled candidates (online mining), plus with
+                      ``mining: offline`` a second term on a negative mined per user from the
+                      model's top results once per epoch (embedding-based retrieval, Huang et
+                      al., 2020; see ``mining.py``)
 ``bpr_max``           GRU4Rec's BPR-max over in-batch and sampled negatives, each weighted by its
                       softmax among the row's negatives, plus ``bpr_reg`` score regularisation
 ``top1_max``          GRU4Rec's TOP1-max over the same softmax-weighted negatives
